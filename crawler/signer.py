@@ -16,6 +16,10 @@ from urllib.parse import quote, unquote
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_BODY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#: A precomputed (or ``UNSIGNED-PAYLOAD``) body hash; the official signer uses it
+#: instead of hashing the body, and sets it itself for non-JSON content types.
+CONTENT_SHA256_HEADER = "X-Sdk-Content-Sha256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 
 def sdk_date(now: datetime) -> str:
@@ -39,6 +43,19 @@ def canonical_query(query: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(query))
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # First match wins, ignoring case, as in the official ``_get_header_ignore_case``.
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def payload_hash(headers: Mapping[str, str], body: bytes) -> str:
+    """Hex SHA-256 of the body; a set ``X-Sdk-Content-Sha256`` replaces it for a non-empty body."""
+    if not body:
+        return EMPTY_BODY_SHA256
+    return _header(headers, CONTENT_SHA256_HEADER) or hashlib.sha256(body).hexdigest()
+
+
 def signed_header_names(headers: Mapping[str, str]) -> list[str]:
     """Lower-cased, sorted names of the headers that are signed (no ``_`` in the name)."""
     return sorted(name.lower() for name in headers if "_" not in name)
@@ -54,8 +71,9 @@ def canonical_request(
     """The canonical request and the signed header names."""
     names = signed_header_names(headers)
     by_name = {name.lower(): str(value).strip() for name, value in headers.items()}
-    canonical_headers = "".join(f"{name}:{by_name[name]}\n" for name in names)
-    payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_BODY_SHA256
+    # "\n".join(...) + "\n", not "".join(line + "\n"): identical unless nothing is
+    # signed, where the official signer still emits one "\n".
+    canonical_headers = "\n".join(f"{name}:{by_name[name]}" for name in names) + "\n"
     text = "\n".join(
         (
             method.upper(),
@@ -63,7 +81,7 @@ def canonical_request(
             canonical_query(query),
             canonical_headers,
             ";".join(names),
-            payload_hash,
+            payload_hash(headers, body),
         )
     )
     return text, names
@@ -90,9 +108,42 @@ def authorization(
     ``headers`` must already hold ``Host`` and ``X-Sdk-Date`` (and every other
     header that will be sent and signed).
     """
-    date = next(value for name, value in headers.items() if name.lower() == "x-sdk-date")
+    date = _header(headers, "X-Sdk-Date")
+    if date is None:
+        raise ValueError("X-Sdk-Date header is required to sign a request")
     canonical, names = canonical_request(method, path, query, headers, body)
     return (
         f"{ALGORITHM} Access={ak}, SignedHeaders={';'.join(names)}, "
         f"Signature={signature(sk, date, canonical)}"
     )
+
+
+def sign(
+    ak: str,
+    sk: str,
+    method: str,
+    host: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> dict[str, str]:
+    """The headers to send: ``headers`` plus what the official ``Signer.sign`` adds.
+
+    That is ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` for a content type other
+    than JSON/BSON, ``X-Sdk-Date`` (from ``now``) and ``Host`` unless present,
+    and ``Authorization``. Header values are stripped, as the official signer
+    does to the headers it sends.
+    """
+    signed = {name: str(value).strip() for name, value in headers.items()}
+    # Exact-case lookup, as the official ``_process_content_header`` does.
+    content_type = signed.get("Content-Type")
+    if content_type and not content_type.startswith(("application/json", "application/bson")):
+        signed[CONTENT_SHA256_HEADER] = UNSIGNED_PAYLOAD
+    if _header(signed, "X-Sdk-Date") is None:
+        signed["X-Sdk-Date"] = sdk_date(now)
+    if _header(signed, "Host") is None:
+        signed["Host"] = host
+    signed["Authorization"] = authorization(ak, sk, method, path, query, signed, body)
+    return signed
