@@ -1,0 +1,257 @@
+"""Parquet output: rows buffered in memory, written in row groups, committed atomically.
+
+A dataset (``tags`` or ``errors``) is a directory of ``part-*.parquet`` files.
+A file is written under a hidden temporary name (``.part-*.parquet.tmp``,
+which no ``*.parquet`` glob matches), fsync'd, renamed to its final name and
+the directory fsync'd: a reader, or a crash at any moment, never sees a
+half-written ``.parquet``. A file is committed when it holds ``file_rows``
+rows or when its oldest row has waited ``commit_seconds``, so a kill loses at
+most that much work (``--resume`` fetches it again).
+
+Parquet encoding runs in a worker thread (``anyio.to_thread``), one batch at a
+time, so the event loop keeps serving requests while a row group is written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pyarrow as pa
+import pyarrow.parquet as pq
+import structlog
+
+from crawler.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
+
+log = structlog.get_logger("crawler")
+
+ROW_GROUP_ROWS = 65_536
+#: Rows buffered before a worker waits for the writer to catch up.
+MAX_BUFFERED_ROWS = 4 * ROW_GROUP_ROWS
+TMP_PREFIX = ".part-"
+TMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    fsync_dir(path.parent)
+
+
+class Dataset:
+    """One output dataset: buffers rows and writes them into rotating files.
+
+    ``add`` runs on the event loop; ``write`` and ``abort`` run in a worker
+    thread, never two at once (the :class:`OutputWriter` serialises them).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        file_stem: str,
+        *,
+        file_rows: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.schema = schema
+        self._file_stem = file_stem
+        self._file_rows = file_rows
+        self._clock = clock
+        self._pending: list[dict[str, Any]] = []
+        self._pending_since: float | None = None
+        self._open_since: float | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: Path | None = None
+        self._final: Path | None = None
+        self._rows_in_file = 0
+        self._seq = 0
+        self.rows_committed = 0
+        self.files: list[Path] = []
+
+    # --- event loop side -------------------------------------------------
+    def add(self, row: dict[str, Any]) -> None:
+        """Buffer one row."""
+        if self._pending_since is None:
+            self._pending_since = self._clock()
+        self._pending.append(row)
+
+    @property
+    def buffered(self) -> int:
+        """Rows not yet handed to the writer thread."""
+        return len(self._pending)
+
+    def take(self) -> tuple[list[dict[str, Any]], float | None]:
+        """Hand the buffered rows (and when the oldest arrived) to the writer thread."""
+        rows, since = self._pending, self._pending_since
+        self._pending, self._pending_since = [], None
+        return rows, since
+
+    def uncommitted_age(self) -> float:
+        """Seconds the oldest row not yet in a published file has waited."""
+        times = [t for t in (self._open_since, self._pending_since) if t is not None]
+        return self._clock() - min(times) if times else 0.0
+
+    # --- writer thread side ----------------------------------------------
+    def write(self, rows: list[dict[str, Any]], since: float | None, *, commit: bool) -> None:
+        """Append ``rows`` to the open file (rotating at ``file_rows``); publish if ``commit``."""
+        start = 0
+        while start < len(rows):
+            if self._writer is None:
+                self._open(since)
+            chunk = rows[start : start + self._file_rows - self._rows_in_file]
+            assert self._writer is not None
+            self._writer.write_table(
+                pa.Table.from_pylist(chunk, schema=self.schema), row_group_size=ROW_GROUP_ROWS
+            )
+            self._rows_in_file += len(chunk)
+            start += len(chunk)
+            if self._rows_in_file >= self._file_rows:
+                self._publish()
+        if commit and self._writer is not None:
+            self._publish()
+
+    def _open(self, since: float | None) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        name = f"{self._file_stem}-{self._seq:05d}.parquet"
+        self._final = self.directory / name
+        self._tmp = self.directory / f".{name}{TMP_SUFFIX}"
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._rows_in_file = 0
+        self._open_since = since if since is not None else self._clock()
+
+    def _publish(self) -> None:
+        assert self._writer is not None
+        assert self._tmp is not None
+        assert self._final is not None
+        self._writer.close()
+        self._writer = None
+        with self._tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        self._tmp.replace(self._final)
+        fsync_dir(self.directory)
+        self.rows_committed += self._rows_in_file
+        self.files.append(self._final)
+        self._tmp = self._final = None
+        self._open_since = None
+
+    def abort(self) -> None:
+        """Drop the open temporary file after a hard stop; published files stay."""
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+            self._tmp = self._final = None
+
+
+class OutputWriter:
+    """The ``tags`` and ``errors`` datasets of one run, and the task that writes them.
+
+    Workers call :meth:`add_tag` / :meth:`add_error` (cheap: an append) and
+    :meth:`wait_for_room` (backpressure when the writer falls behind).
+    :meth:`run` is the writer task; :meth:`close` flushes and publishes all.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        run_id: str,
+        *,
+        file_stem: str,
+        commit_seconds: float,
+        file_rows: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tags = Dataset(
+            out_dir / "tags",
+            with_metadata(TAGS_SCHEMA, run_id),
+            file_stem,
+            file_rows=file_rows,
+            clock=clock,
+        )
+        self.errors = Dataset(
+            out_dir / "errors",
+            with_metadata(ERRORS_SCHEMA, run_id),
+            file_stem,
+            file_rows=file_rows,
+            clock=clock,
+        )
+        self._commit_seconds = commit_seconds
+        self._wake = anyio.Event()
+        self._room = anyio.Event()
+        self._room.set()
+        self._lock = anyio.Lock()
+
+    def add_tag(self, row: dict[str, Any]) -> None:
+        """Buffer one ``tags`` row."""
+        self.tags.add(row)
+        if self.tags.buffered >= ROW_GROUP_ROWS:
+            self._wake.set()
+
+    def add_error(self, row: dict[str, Any]) -> None:
+        """Buffer one ``errors`` row."""
+        self.errors.add(row)
+        if self.errors.buffered >= ROW_GROUP_ROWS:
+            self._wake.set()
+
+    async def wait_for_room(self) -> None:
+        """Wait while the writer is far behind (bounded memory)."""
+        if self.tags.buffered + self.errors.buffered >= MAX_BUFFERED_ROWS:
+            self._room = anyio.Event()
+            self._wake.set()
+            await self._room.wait()
+
+    async def run(self) -> None:
+        """Write row groups as they fill and publish files as they age; runs until cancelled."""
+        tick = min(1.0, self._commit_seconds / 4)
+        while True:
+            with anyio.move_on_after(tick):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush(force=False)
+
+    async def flush(self, *, force: bool) -> None:
+        """Write what is due (everything, published, when ``force``)."""
+        async with self._lock:
+            for dataset in (self.tags, self.errors):
+                commit = force or dataset.uncommitted_age() >= self._commit_seconds
+                if commit or dataset.buffered >= ROW_GROUP_ROWS:
+                    rows, since = dataset.take()
+                    await anyio.to_thread.run_sync(
+                        partial(dataset.write, rows, since, commit=commit)
+                    )
+            self._room.set()
+
+    async def close(self) -> None:
+        """Publish every buffered row; call once the workers are done."""
+        with anyio.CancelScope(shield=True):
+            await self.flush(force=True)
+
+    def abort(self) -> None:
+        """Hard stop: drop unpublished rows, remove temporary files."""
+        self.tags.abort()
+        self.errors.abort()

@@ -1,0 +1,110 @@
+"""Configuration: precedence, validation and the one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawler.config import (
+    CrawlConfig,
+    build_config,
+    effective_endpoint,
+    endpoint_for_region,
+    parse_shard,
+)
+from crawler.errors import ConfigError
+
+BASE = {"out": "o", "endpoint": "http://127.0.0.1:1"}
+
+
+def test_defaults_match_the_design_table() -> None:
+    """With no config, env or flag, the defaults are DESIGN.md's."""
+    config = build_config(BASE, environ={})
+    assert (config.concurrency, config.rate, config.burst, config.max_attempts) == (16, 20.0, 1, 5)
+    assert (config.backoff_initial, config.backoff_max, config.timeout) == (0.5, 30.0, 30.0)
+    assert config.resume is False
+
+
+def test_precedence_defaults_config_env_flags(tmp_path: Path) -> None:
+    """A flag beats the environment, which beats the TOML file, which beats the default."""
+    toml = tmp_path / "c.toml"
+    toml.write_text("[crawl]\nconcurrency = 3\nrate = 7\nburst = 4\n")
+    env = {"SWR_RATE": "9", "SWR_BURST": "5"}
+    config = build_config({**BASE, "burst": 6}, config_path=str(toml), environ=env)
+    assert (config.concurrency, config.rate, config.burst) == (3, 9.0, 6)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        ({"concurrency": 0}, "concurrency must be >= 1"),
+        ({"rate": -1}, "rate must be >= 0"),
+        ({"burst": 0}, "burst must be >= 1"),
+        ({"max_attempts": 0}, "max-attempts"),
+        ({"timeout": 0}, "timeout must be > 0"),
+        ({"endpoint": "ftp://x"}, "must start with http"),
+        ({"shard": "3/2"}, "shard"),
+        ({"log_format": "xml"}, "log-format"),
+    ],
+)
+def test_bad_values_are_one_line_config_errors(flags: dict[str, object], fragment: str) -> None:
+    """Each unusable setting is rejected with a message naming it."""
+    with pytest.raises(ConfigError) as info:
+        build_config({**BASE, **flags}, environ={})
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    """A non-numeric SWR_CONCURRENCY is reported with the variable's name."""
+    with pytest.raises(ConfigError, match="SWR_CONCURRENCY"):
+        build_config(BASE, environ={"SWR_CONCURRENCY": "many"})
+
+
+def test_unknown_config_key_and_bad_toml_are_errors(tmp_path: Path) -> None:
+    """A typo in the TOML file or broken TOML is an error, not silently ignored."""
+    typo = tmp_path / "typo.toml"
+    typo.write_text("concurency = 3\n")
+    with pytest.raises(ConfigError, match="unknown setting 'concurency'"):
+        build_config(BASE, config_path=str(typo), environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("rate = = 3\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        build_config(BASE, config_path=str(broken), environ={})
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        build_config(BASE, config_path=str(tmp_path / "missing.toml"), environ={})
+
+
+def test_region_gives_the_endpoint() -> None:
+    """--region maps to the public endpoint, with the .eu exception."""
+    config = build_config({"out": "o", "region": "cn-north-4"}, environ={})
+    assert effective_endpoint(config) == "https://swr-api.cn-north-4.myhuaweicloud.com"
+    assert endpoint_for_region("eu-west-101").endswith("myhuaweicloud.eu")
+    with pytest.raises(ConfigError, match="no endpoint"):
+        build_config({"out": "o"}, environ={})
+
+
+def test_shard_parsing() -> None:
+    """I/N parses to a pair and rejects out-of-range indexes."""
+    assert parse_shard("2/5") == (2, 5)
+    for bad in ("5/5", "-1/2", "a/b", "1", "0/0"):
+        with pytest.raises(ConfigError):
+            parse_shard(bad)
+
+
+def test_public_dict_has_no_credential_field() -> None:
+    """The config that run.json shows has no field that could hold a secret."""
+    keys = set(CrawlConfig(out="o").as_public_dict())
+    assert not {k for k in keys if any(s in k for s in ("token", "sk", "password", "secret"))}
+
+
+def test_shipped_configs_load(tmp_path: Path) -> None:
+    """Every TOML file under configs/ loads and validates."""
+    root = Path(__file__).resolve().parent.parent / "configs"
+    files = sorted(root.glob("*.toml"))
+    assert files, "configs/ should ship TOML examples"
+    for path in files:
+        build_config(
+            {"out": str(tmp_path), "endpoint": "http://h"}, config_path=str(path), environ={}
+        )

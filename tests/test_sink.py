@@ -1,0 +1,109 @@
+"""The Parquet sink: atomic publication, rotation, time-bounded commits, metadata."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from crawler.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, SCHEMA_VERSION
+from crawler.sink import Dataset, OutputWriter, atomic_write_bytes
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def error_row(i: int) -> dict[str, object]:
+    return {
+        "namespace": "ns",
+        "repository": "repo",
+        "tag": f"t{i}",
+        "error_kind": "not_found",
+        "http_status": 404,
+        "error_code": "SVCSTG.SWR.4040010",
+        "error_msg": "Image not found",
+        "attempts": 1,
+        "failed_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+
+
+def test_rows_are_invisible_until_published_then_readable(tmp_path: Path) -> None:
+    """Before commit only a hidden .tmp exists; after it a complete .parquet with all rows."""
+    ds = Dataset(tmp_path, ERRORS_SCHEMA, "part-r", file_rows=1000)
+    for i in range(10):
+        ds.add(error_row(i))
+    rows, since = ds.take()
+    ds.write(rows, since, commit=False)
+    assert list(tmp_path.glob("*.parquet")) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".part-r-00001.parquet.tmp"]
+    ds.write([], None, commit=True)
+    files = list(tmp_path.glob("*.parquet"))
+    assert [p.name for p in files] == ["part-r-00001.parquet"]
+    assert pq.read_table(files[0]).column("tag").to_pylist() == [f"t{i}" for i in range(10)]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_files_rotate_at_file_rows(tmp_path: Path) -> None:
+    """25 rows with file_rows=10 make three files of 10, 10 and 5 rows."""
+    ds = Dataset(tmp_path, ERRORS_SCHEMA, "part-r", file_rows=10)
+    ds.write([error_row(i) for i in range(25)], 0.0, commit=True)
+    counts = [pq.read_metadata(p).num_rows for p in sorted(tmp_path.glob("*.parquet"))]
+    assert counts == [10, 10, 5]
+    assert ds.rows_committed == 25
+
+
+def test_abort_leaves_only_published_files(tmp_path: Path) -> None:
+    """A hard stop removes the temporary file and keeps what was published."""
+    ds = Dataset(tmp_path, ERRORS_SCHEMA, "part-r", file_rows=5)
+    ds.write([error_row(i) for i in range(7)], 0.0, commit=False)
+    ds.abort()
+    assert [p.name for p in tmp_path.iterdir()] == ["part-r-00001.parquet"]
+
+
+def test_uncommitted_age_follows_the_oldest_row() -> None:
+    """The age counts from the oldest row not yet published, across take()."""
+    clock = FakeClock()
+    ds = Dataset(Path("unused"), ERRORS_SCHEMA, "p", file_rows=10, clock=clock)
+    assert ds.uncommitted_age() == 0.0
+    ds.add(error_row(1))
+    clock.now += 4
+    ds.add(error_row(2))
+    assert ds.uncommitted_age() == 4
+
+
+@pytest.mark.anyio
+async def test_writer_publishes_aged_rows_and_carries_metadata(tmp_path: Path) -> None:
+    """flush() publishes rows older than commit_seconds, with schema/run metadata, zstd."""
+    clock = FakeClock()
+    writer = OutputWriter(
+        tmp_path, "run-1", file_stem="part-run-1", commit_seconds=5, file_rows=100, clock=clock
+    )
+    writer.add_error(error_row(1))
+    await writer.flush(force=False)
+    assert not list((tmp_path / "errors").glob("*.parquet"))
+    clock.now += 6
+    await writer.flush(force=False)
+    (path,) = (tmp_path / "errors").glob("*.parquet")
+    meta = pq.read_metadata(path)
+    assert meta.metadata[META_RUN_ID] == b"run-1"
+    assert meta.metadata[META_SCHEMA_VERSION] == SCHEMA_VERSION.encode()
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert pq.read_schema(path).remove_metadata().equals(ERRORS_SCHEMA)
+
+
+def test_atomic_write_bytes_replaces_whole(tmp_path: Path) -> None:
+    """atomic_write_bytes leaves the new content and no temporary file."""
+    target = tmp_path / "run.json"
+    target.write_text("old")
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
