@@ -1,0 +1,430 @@
+"""Rate limiting and backoff: pure maths, plus one thin async wrapper.
+
+Every request the crawler sends, retries included, first goes through
+:meth:`RateLimiter.acquire`. The maths is kept apart from the clock so it can
+be tested without time passing:
+
+* :func:`backoff_delay`: exponential backoff with full jitter, a pure function
+  like stamina's ``_compute_backoff``.
+* :func:`parse_retry_after`: a ``Retry-After`` header to seconds.
+* :class:`TokenBucket`: a GCRA token bucket (no clock of its own: every method
+  takes ``now``).
+* :class:`AdaptiveRate`: the target rate after throttling signals (AIMD).
+* :class:`RateLimiter`: glues a clock and a sleep function to the two above.
+
+Why the limiter is shaped this way (see ``reference/swr-api-notes.md``,
+"Throttling"): the SWR API gateway throttles **per user, per minute** and answers
+429 ``APIG.0308``, usually without ``Retry-After``; Huawei's advice is to retry
+after 2 to 5 s. So one limiter is shared by every worker of a run, a
+``Retry-After`` pauses everyone, and a bare 429 lowers the shared rate, which
+then climbs back over about one gateway window.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import anyio
+
+__all__ = [
+    "AdaptiveRate",
+    "RateLimiter",
+    "TokenBucket",
+    "backoff_delay",
+    "parse_retry_after",
+]
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Seconds to wait after attempt number ``attempt`` (1-based) failed.
+
+    Full jitter, as in the AWS architecture blog post "Exponential Backoff And
+    Jitter": uniform over ``[0, min(maximum, initial * 2 ** (attempt - 1))]``.
+    Full jitter spreads the retries of workers that failed together, so they do
+    not come back together. Any attempt number is safe: the exponential term
+    saturates at ``maximum`` instead of overflowing.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    if not (0.0 <= initial < math.inf) or not (0.0 <= maximum < math.inf):
+        raise ValueError(f"initial and maximum must be finite and >= 0, got {initial}, {maximum}")
+    try:
+        # ldexp(x, n) is x * 2**n without building 2**n: exact, and it raises
+        # instead of returning inf when the product does not fit a float.
+        ceiling = min(maximum, math.ldexp(initial, attempt - 1))
+    except OverflowError:
+        ceiling = maximum
+    return rng.uniform(0.0, ceiling)
+
+
+# RFC 9110 delta-seconds is 1*DIGIT; a fraction ("1.5") is tolerated, and a sign
+# is accepted so that a negative value clamps to 0 instead of being rejected.
+_DELTA_SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header value.
+
+    Accepts delta-seconds (``"3"``; ``"1.5"`` tolerated) or an HTTP-date
+    (RFC 9110 IMF-fixdate, also the obsolete RFC 850 and asctime forms that
+    :func:`email.utils.parsedate_to_datetime` reads). Returns ``None`` when the
+    value is absent or unparseable, ``0.0`` for a negative delay or a date in
+    the past. ``now`` should be timezone-aware; a naive ``now`` (or a date
+    without a zone) is taken as UTC. Capping the wait (``--backoff-max``) is
+    the caller's policy, not done here.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _DELTA_SECONDS.fullmatch(text):
+        seconds = float(text)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class TokenBucket:
+    """A token bucket run as GCRA (the generic cell rate algorithm).
+
+    https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm, virtual
+    scheduling form (aiometer does the same). State is one number, the
+    *theoretical arrival time* ``tat``: when the bucket would be full again.
+    A request at ``now`` may go at ``max(now, tat - tolerance)``, where the
+    tolerance ``(burst - 1) / rate`` is what lets ``burst`` requests through
+    together; each grant pushes ``tat`` one interval (``1 / rate``) further.
+
+    Properties that follow, and that the tests check:
+
+    * the bucket starts full with ``burst`` tokens, never more: at start-up
+      at most ``burst`` requests go at once, then one every ``1 / rate``;
+    * idle time does not bank tokens beyond ``burst`` (``tat`` never lags
+      behind ``now``);
+    * :meth:`reserve` always takes the token, even a future one, so callers
+      just sleep the returned delay: grants are FIFO and spaced, and waiters
+      do not wake together to fight over a token (no thundering herd).
+
+    Pure: no clock of its own, every method takes ``now`` (monotonic seconds).
+    """
+
+    __slots__ = ("_burst", "_hold", "_interval", "_rate", "_tat", "_tolerance")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+        self._burst = burst
+        self._rate = 0.0
+        self._interval = 0.0
+        self._tolerance = 0.0
+        self._set_params(rate)
+        self._tat = now  # full: burst tokens available right now
+        self._hold = -math.inf  # no token before this (a Retry-After pause)
+
+    def _set_params(self, rate: float) -> None:
+        if not (0.0 < rate < math.inf):
+            raise ValueError(f"rate must be finite and > 0, got {rate}")
+        self._rate = rate
+        self._interval = 1.0 / rate
+        self._tolerance = (self._burst - 1) * self._interval
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second."""
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        """Capacity: the most tokens that can be taken at once."""
+        return self._burst
+
+    def reserve(self, now: float) -> float:
+        """Take a token; return 0.0 if it is available now, else the delay until it is due.
+
+        The token is taken either way: the caller sleeps the delay and then goes.
+        """
+        tat = self._tat if self._tat > now else now
+        delay = tat - self._tolerance - now
+        self._tat = tat + self._interval
+        return delay if delay > 0.0 else 0.0
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Change the rate from ``now`` on.
+
+        The bucket's fill level is kept in *tokens*, so a lower rate does not
+        refill it (no burst right after a 429) and a higher one does not drain it.
+        Delays already handed out cannot change; when callers are queued, the
+        next reservation is placed after the last queued one so a rate increase
+        never lets a newcomer overtake (or crowd) a caller already waiting.
+        """
+        old_interval, old_tolerance = self._interval, self._tolerance
+        # During a pause the bucket's time stands still at the deadline: the
+        # pause itself is not a backlog of tokens to rescale.
+        origin = max(now, self._hold)
+        backlog = self._tat - origin if self._tat > origin else 0.0
+        self._set_params(rate)
+        tat = origin + backlog * (self._interval / old_interval)
+        last_due = self._tat - old_interval - old_tolerance
+        if last_due > origin:
+            tat = max(tat, last_due + self._interval + self._tolerance)
+        self._tat = tat
+
+    def hold_until(self, deadline: float) -> None:
+        """Grant no token before ``deadline``; resume there with one token, then spaced.
+
+        Used for ``Retry-After``: after a pause the gateway gets a gentle restart,
+        not a burst.
+        """
+        self._hold = max(self._hold, deadline)
+        self._tat = max(self._tat, deadline + self._tolerance)
+
+
+# AdaptiveRate defaults. The gateway limit is "limit:XX, time:1 minute" per user.
+#: Multiplicative decrease on a 429 without Retry-After: halve, as TCP does.
+DEFAULT_DECREASE = 0.5
+#: At most one decrease per this many seconds. 429s that arrive within it are
+#: answers to requests already in flight when the limit was hit (echoes of the
+#: same overload), so counting each would collapse the rate to the floor. 2 s is
+#: the low end of Huawei's "retry after 2 to 5 s".
+DEFAULT_COOLDOWN = 2.0
+#: Default floor: one request per 5 s, the longest wait Huawei suggests; slower
+#: than that is stopping, not throttling. Capped by the ceiling.
+DEFAULT_FLOOR = 0.2
+#: Default recovery: ceiling / 120 requests/s gained per second after a
+#: decrease, so climbing back from half the ceiling takes 60 s, one gateway
+#: window. The crawler then probes the limit about once per window instead of
+#: bouncing off it every few seconds.
+DEFAULT_RECOVERY_WINDOW = 120.0
+
+
+class AdaptiveRate:
+    """The target request rate after throttling signals: AIMD-like, pure.
+
+    * :meth:`on_throttled` (a 429 without ``Retry-After``): multiply the current
+      rate by ``decrease``, not below ``floor``, at most once per ``cooldown``.
+    * :meth:`on_success` (a 200): the rate climbs back *linearly in time since
+      the last decrease*, ``recover_per_second`` requests/s per second, never
+      above ``ceiling``. Recovery is lazy (computed when asked), so it is the
+      same whether successes come often or seldom.
+
+    Defaults and why: see ``DEFAULT_*`` above (halve; one decrease per 2 s;
+    floor 0.2/s; back from half to full in 60 s, one gateway window). Under a
+    429 every cooldown the rate settles where a decrease cancels the recovery
+    in between (``ceiling / 60`` with the defaults) or at the floor, whichever
+    is higher.
+    """
+
+    __slots__ = (
+        "_base",
+        "_ceiling",
+        "_cooldown",
+        "_decrease",
+        "_decreased_at",
+        "_floor",
+        "_recover",
+        "current",
+    )
+
+    def __init__(
+        self,
+        ceiling: float,
+        floor: float | None = None,
+        decrease: float = DEFAULT_DECREASE,
+        recover_per_second: float | None = None,
+        now: float = 0.0,
+        *,
+        cooldown: float = DEFAULT_COOLDOWN,
+    ) -> None:
+        if not (0.0 < ceiling < math.inf):
+            raise ValueError(f"ceiling must be finite and > 0, got {ceiling}")
+        if floor is None:
+            floor = min(ceiling, DEFAULT_FLOOR)
+        if not (0.0 < floor <= ceiling):
+            raise ValueError(f"floor must be in (0, ceiling], got {floor}")
+        if not (0.0 < decrease < 1.0):
+            raise ValueError(f"decrease must be in (0, 1), got {decrease}")
+        if recover_per_second is None:
+            recover_per_second = ceiling / DEFAULT_RECOVERY_WINDOW
+        if not (0.0 < recover_per_second < math.inf):
+            raise ValueError(f"recover_per_second must be > 0, got {recover_per_second}")
+        if not (0.0 <= cooldown < math.inf):
+            raise ValueError(f"cooldown must be >= 0, got {cooldown}")
+        self._ceiling = ceiling
+        self._floor = floor
+        self._decrease = decrease
+        self._recover = recover_per_second
+        self._cooldown = cooldown
+        self._base = ceiling  # the rate right after the last decrease
+        # No decrease yet: `now` only anchors the state; the first 429 always counts.
+        self._decreased_at = now - cooldown - 1.0
+        #: The current target rate (requests/s), as of the last call.
+        self.current = ceiling
+
+    @property
+    def ceiling(self) -> float:
+        """The configured rate, never exceeded."""
+        return self._ceiling
+
+    @property
+    def floor(self) -> float:
+        """The rate is never lowered below this."""
+        return self._floor
+
+    def _recovered(self, now: float) -> float:
+        if self._base >= self._ceiling:
+            return self._ceiling
+        elapsed = now - self._decreased_at
+        if elapsed <= 0.0:
+            return self._base
+        return min(self._ceiling, self._base + self._recover * elapsed)
+
+    def on_throttled(self, now: float) -> float:
+        """A 429 without ``Retry-After`` arrived: decrease (once per cooldown); return the rate."""
+        if now - self._decreased_at < self._cooldown:
+            return self.current
+        self._base = max(self._floor, self._recovered(now) * self._decrease)
+        self._decreased_at = now
+        self.current = self._base
+        return self.current
+
+    def on_success(self, now: float) -> float:
+        """A 200 arrived: recover gradually toward the ceiling; return the rate."""
+        if self.current < self._ceiling:
+            self.current = self._recovered(now)
+        return self.current
+
+
+# A slot due within this of a pause's deadline counts as after it (float rounding).
+_EPSILON = 1e-6
+
+
+class RateLimiter:
+    """The async gate every request goes through, retries included.
+
+    * ``acquire()`` waits for a token of a shared :class:`TokenBucket`. The
+      reservation is computed synchronously (the event loop is one thread, so
+      no lock is needed) and the task sleeps only when the delay is positive:
+      no ``sleep(0)``, no allocation beyond the coroutine itself.
+    * ``rate == 0`` means unlimited: ``acquire()`` returns at once (it still
+      honours a ``Retry-After`` pause, which the gateway imposes on everyone).
+      ``throttled()`` and ``succeeded()`` are then no-ops: there is no rate to lower.
+    * ``throttled()``: a 429 without ``Retry-After``; lowers the rate through
+      :class:`AdaptiveRate` (when ``adaptive``).
+    * ``pause_until(deadline)`` / ``pause_for(seconds)``: a 429 with
+      ``Retry-After`` (``deadline`` is on this limiter's clock). The gateway's limit
+      is per user, so every new request waits until ``deadline`` (clock time),
+      and the bucket restarts there with one token, spaced after. Callers already
+      asleep on a slot that falls inside the pause take a new slot when they wake
+      (they may be overtaken by callers that arrived during the pause).
+    * ``succeeded()``: a 200; lets the adaptive rate recover.
+
+    Cancellation: a waiter cancelled while asleep loses its reserved slot (the
+    slot stays taken, so the next callers are not moved earlier); nothing else
+    is held, so the limiter stays usable. The cost is at most one unused slot
+    per cancelled waiter, which errs on the side of sending less.
+    """
+
+    __slots__ = ("_adaptive", "_bucket", "_clock", "_pause_pending", "_paused_until", "_sleep")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        adaptive: bool = True,
+    ) -> None:
+        if not (0.0 <= rate < math.inf):
+            raise ValueError(f"rate must be finite and >= 0 (0 = unlimited), got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+        self._clock = clock
+        self._sleep = sleep
+        now = clock()
+        self._bucket = TokenBucket(rate, burst, now) if rate > 0 else None
+        self._adaptive = AdaptiveRate(rate, now=now) if adaptive and rate > 0 else None
+        self._paused_until = -math.inf
+        self._pause_pending = False  # lets the unlimited path skip reading the clock
+
+    @property
+    def current_rate(self) -> float:
+        """Requests per second allowed now; 0.0 means unlimited."""
+        return self._bucket.rate if self._bucket is not None else 0.0
+
+    async def acquire(self) -> None:
+        """Wait until this request may be sent."""
+        bucket = self._bucket
+        if bucket is None:
+            if self._pause_pending:
+                await self._wait_out_pause()
+            return
+        now = self._clock()
+        delay = bucket.reserve(now)
+        if delay <= 0.0:
+            return
+        due = now + delay
+        await self._sleep(delay)
+        # A pause that began while we slept covers us too if our slot is inside
+        # it: take a fresh slot, which the bucket now places after the deadline.
+        while self._paused_until > due + _EPSILON:
+            now = self._clock()
+            delay = bucket.reserve(now)
+            due = now + delay
+            if delay > 0.0:
+                await self._sleep(delay)
+
+    async def _wait_out_pause(self) -> None:
+        # Unlimited rate: everyone resumes together at the deadline, since no
+        # spacing was asked for.
+        while True:
+            remaining = self._paused_until - self._clock()
+            if remaining <= 0.0:
+                self._pause_pending = False
+                return
+            await self._sleep(remaining)
+
+    def pause_until(self, deadline: float) -> None:
+        """Hold every request not yet sent until ``deadline`` (clock time)."""
+        if deadline <= self._paused_until:
+            return
+        self._paused_until = deadline
+        self._pause_pending = True
+        if self._bucket is not None:
+            self._bucket.hold_until(deadline)
+
+    def pause_for(self, seconds: float) -> None:
+        """Like :meth:`pause_until`, ``seconds`` from now on the limiter's own clock."""
+        self.pause_until(self._clock() + seconds)
+
+    def throttled(self) -> None:
+        """A 429 without ``Retry-After``: lower the shared rate."""
+        if self._adaptive is None or self._bucket is None:
+            return
+        now = self._clock()
+        rate = self._adaptive.on_throttled(now)
+        if rate != self._bucket.rate:
+            self._bucket.set_rate(rate, now)
+
+    def succeeded(self) -> None:
+        """A 200: let the adaptive rate recover."""
+        adaptive = self._adaptive
+        if adaptive is None or self._bucket is None or adaptive.current >= adaptive.ceiling:
+            return
+        now = self._clock()
+        rate = adaptive.on_success(now)
+        if rate != self._bucket.rate:
+            self._bucket.set_rate(rate, now)
