@@ -1,0 +1,179 @@
+"""Who may call the sandbox: static tokens, IAM-issued tokens, AK/SK signatures.
+
+Signatures are checked with :mod:`crawler.signer`, the same code the crawler
+signs with, which a test holds byte-identical to the official SDK's signer.
+Everything here is pure but for the clock passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from crawler import signer
+
+
+class IamUser(NamedTuple):
+    """A user IAM accepts for password login."""
+
+    domain: str
+    name: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Why a request was refused: the code and message of the 401 body."""
+
+    error_code: str
+    error_msg: str
+
+
+TOKEN_DENIED = Denied("APIG.1002", "Incorrect token or token resolution failed")
+SIGNATURE_DENIED = Denied(
+    "APIG.0301", "Incorrect IAM authentication information: verify aksk signature fail"
+)
+AK_DENIED = Denied(
+    "APIG.0301", "Incorrect IAM authentication information: ak is not found or is invalid"
+)
+DATE_DENIED = Denied(
+    "APIG.0301", "Incorrect IAM authentication information: x-sdk-date is expired or invalid"
+)
+
+_AUTHORIZATION_RE = re.compile(
+    r"SDK-HMAC-SHA256\s+Access=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]+)"
+)
+
+
+def check_signature(
+    authorization: str,
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: Mapping[str, str],
+    now: float,
+    max_skew: float = 900.0,
+) -> Denied | None:
+    """None when ``authorization`` is a valid SDK-HMAC-SHA256 signature of the request.
+
+    ``headers`` is a case-insensitive mapping of the received headers; ``path``
+    the raw path (no query); ``now`` a POSIX time for the X-Sdk-Date check.
+    """
+    match = _AUTHORIZATION_RE.fullmatch(authorization.strip())
+    if match is None:
+        return SIGNATURE_DENIED
+    ak, signed_names, received = match.groups()
+    sk = credentials.get(ak)
+    if sk is None:
+        return AK_DENIED
+    date = headers.get("X-Sdk-Date")
+    if date is None:
+        return DATE_DENIED
+    try:
+        signed_at = datetime.strptime(date, signer.DATE_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return DATE_DENIED
+    if abs(now - signed_at) > max_skew:
+        return DATE_DENIED
+    names = signed_names.split(";")
+    if "x-sdk-date" not in names or any(name not in headers for name in names):
+        return SIGNATURE_DENIED
+    signed_headers = {name: headers[name] for name in names}
+    canonical, canonical_names = signer.canonical_request(method, path, query, signed_headers, body)
+    if canonical_names != names:
+        return SIGNATURE_DENIED
+    expected = signer.signature(sk, date, canonical)
+    if not secrets.compare_digest(expected, received):
+        return SIGNATURE_DENIED
+    return None
+
+
+def _stable_id(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _iso(moment: float) -> str:
+    # IAM writes milliseconds padded to microseconds: 2020-01-04T09:05:22.701000Z
+    text = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text[:-3] + "000Z"
+
+
+@dataclass
+class Authenticator:
+    """The sandbox's accounts: static tokens, AK/SK pairs, IAM users and the tokens issued."""
+
+    tokens: Collection[str] = frozenset()
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    iam_users: Collection[tuple[str, str, str]] = ()
+    token_ttl: float = 86400.0
+    max_skew: float = 900.0
+    #: POSIX time; the issued tokens expire by it.
+    clock: Any = time.time
+    _issued: dict[str, float] = field(default_factory=dict)
+
+    def check_token(self, token: str) -> Denied | None:
+        """None when ``token`` is a static token or an unexpired IAM token."""
+        if token in self.tokens:
+            return None
+        expires = self._issued.get(token)
+        if expires is None:
+            return TOKEN_DENIED
+        if self.clock() >= expires:
+            del self._issued[token]
+            return TOKEN_DENIED
+        return None
+
+    def login(self, body: Any) -> tuple[str, dict[str, Any]] | None:
+        """IAM password login: (token, response body) or None for wrong credentials.
+
+        Raises ValueError when the body is not a password-login request at all.
+        """
+        try:
+            identity = body["auth"]["identity"]
+            if "password" not in identity["methods"]:
+                raise ValueError("only password login is supported")
+            user = identity["password"]["user"]
+            domain, name, password = user["domain"]["name"], user["name"], user["password"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed IAM login body: {exc!r}") from None
+        if not all(isinstance(value, str) for value in (domain, name, password)):
+            raise ValueError("malformed IAM login body: names must be strings")
+        if (domain, name, password) not in {tuple(user) for user in self.iam_users}:
+            return None
+        issued = self.clock()
+        expires = issued + self.token_ttl
+        token = "MII" + secrets.token_urlsafe(96)
+        self._issued[token] = expires
+        scope = body["auth"].get("scope") or {}
+        answer: dict[str, Any] = {
+            "token": {
+                "expires_at": _iso(expires),
+                "issued_at": _iso(issued),
+                "methods": ["password"],
+                "user": {
+                    "domain": {"name": domain, "id": _stable_id(domain)},
+                    "name": name,
+                    "id": _stable_id(f"{domain}/{name}"),
+                    "password_expires_at": "",
+                },
+                "roles": [{"name": "te_admin", "id": "0"}],
+                "catalog": [],
+            }
+        }
+        if isinstance(scope, dict) and isinstance(scope.get("project"), dict):
+            answer["token"]["project"] = {
+                "name": scope["project"].get("name", ""),
+                "id": "0" * 32,
+                "domain": {"name": domain},
+            }
+        elif isinstance(scope, dict) and isinstance(scope.get("domain"), dict):
+            answer["token"]["domain"] = {"name": scope["domain"].get("name", domain)}
+        return token, answer

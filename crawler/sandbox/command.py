@@ -1,0 +1,200 @@
+"""``swr-crawler sandbox``: serve the sandbox until SIGINT/SIGTERM.
+
+The first line on stdout is ``sandbox listening on http://HOST:PORT`` (flushed),
+so a parent process can start it with ``--port 0`` and read the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import click
+
+from crawler.sandbox.catalogue import Catalogue
+from crawler.sandbox.faults import FaultConfig
+from crawler.sandbox.server import DEFAULT_TOKEN, SandboxConfig, running_sandbox
+
+
+def _load_scripts(path: Path | None) -> dict[str, list[str]]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--scripts") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(actions, list) and all(isinstance(action, str) for action in actions)
+        for actions in data.values()
+    ):
+        raise click.BadParameter(
+            "a JSON object of target key -> list of actions", param_hint="--scripts"
+        )
+    return data
+
+
+def _iam_user(text: str) -> tuple[str, str, str]:
+    domain, _, rest = text.partition(":")
+    name, _, password = rest.partition(":")
+    if not (domain and name and password):
+        raise click.BadParameter("DOMAIN:USER:PASSWORD", param_hint="--iam-user")
+    return domain, name, password
+
+
+def _write_targets(path: Path, catalogue: Catalogue) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as out:
+        for namespace, repository, tag in catalogue.targets():
+            out.write(f"{namespace}/{repository}:{tag}\n")
+    temporary.replace(path)
+
+
+async def _serve(config: SandboxConfig, host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_sandbox(config, host, port) as sandbox:
+        # A parent process waits for this line: flush it now, not at exit.
+        print(f"sandbox listening on {sandbox.url}", flush=True)
+        await stop.wait()
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="0 = any free port.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Catalogue and fault seed.")
+@click.option("--namespaces", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--repos", default=10, show_default=True, type=click.IntRange(min=1), help="Per namespace."
+)
+@click.option(
+    "--tags", default=10, show_default=True, type=click.IntRange(min=1), help="Per repository."
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    help=f"Accepted X-Auth-Token (repeatable; default {DEFAULT_TOKEN}).",
+)
+@click.option("--ak", default=None, help="Access key accepted for AK/SK signatures (with --sk).")
+@click.option("--sk", default=None, help="Secret key of --ak.")
+@click.option(
+    "--iam-user",
+    "iam_users",
+    multiple=True,
+    metavar="DOMAIN:USER:PASSWORD",
+    help="IAM password login (repeatable).",
+)
+@click.option(
+    "--token-ttl",
+    default=86400.0,
+    show_default=True,
+    type=float,
+    help="Seconds an IAM token lives.",
+)
+@click.option("--no-auth", is_flag=True, help="Accept requests without credentials.")
+@click.option(
+    "--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer."
+)
+@click.option(
+    "--rate-limit",
+    default=None,
+    type=float,
+    help="Server-side limit, requests/s (429 APIG.0308 above it).",
+)
+@click.option("--rate-burst", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random 5xx."
+)
+@click.option(
+    "--reset-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="TCP resets."
+)
+@click.option("--slow-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--slow-seconds", default=10.0, show_default=True, type=float)
+@click.option(
+    "--truncated-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="200 with invalid JSON.",
+)
+@click.option(
+    "--retry-after-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="429 with Retry-After.",
+)
+@click.option(
+    "--scripts",
+    "scripts_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSON: target key -> list of actions.",
+)
+@click.option(
+    "--targets-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write every target, one a line, then serve.",
+)
+def sandbox_command(
+    host: str,
+    port: int,
+    seed: int,
+    namespaces: int,
+    repos: int,
+    tags: int,
+    tokens: tuple[str, ...],
+    ak: str | None,
+    sk: str | None,
+    iam_users: tuple[str, ...],
+    token_ttl: float,
+    no_auth: bool,
+    latency: float,
+    rate_limit: float | None,
+    rate_burst: int,
+    error_rate: float,
+    reset_rate: float,
+    slow_rate: float,
+    slow_seconds: float,
+    truncated_rate: float,
+    retry_after_rate: float,
+    scripts_path: Path | None,
+    targets_out: Path | None,
+) -> None:
+    """Serve a local SWR look-alike (tag details, list APIs, IAM) with injectable faults."""
+    if (ak is None) != (sk is None):
+        raise click.UsageError("--ak and --sk go together")
+    try:
+        faults = FaultConfig(
+            latency=latency,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            error_rate=error_rate,
+            reset_rate=reset_rate,
+            slow_rate=slow_rate,
+            slow_seconds=slow_seconds,
+            truncated_rate=truncated_rate,
+            retry_after_rate=retry_after_rate,
+            seed=seed,
+            scripts=_load_scripts(scripts_path),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    config = SandboxConfig(
+        seed=seed,
+        namespaces=namespaces,
+        repos_per_namespace=repos,
+        tags_per_repo=tags,
+        tokens=frozenset(tokens or (DEFAULT_TOKEN,)),
+        credentials={ak: sk} if ak is not None and sk is not None else {},
+        iam_users=tuple(_iam_user(user) for user in iam_users),
+        token_ttl=token_ttl,
+        require_auth=not no_auth,
+        faults=faults,
+    )
+    if targets_out is not None:
+        _write_targets(targets_out, Catalogue(seed, namespaces, repos, tags))
+    asyncio.run(_serve(config, host, port))

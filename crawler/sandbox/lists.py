@@ -1,0 +1,271 @@
+"""The SWR list APIs, for registry discovery. Pure: query in, answer out.
+
+Each function takes the catalogue, the path parameters and the query and
+returns an :data:`Answer` ``(status, JSON value, extra headers)``; the server
+serialises it. The quirks of the real service are kept on purpose (see
+``reference/swr-api-notes.md``): the v2 tag items name the tag ``"Tag"`` and
+carry ``deleted``/``scanned``; the total of a v2 list is only in
+``Content-Range`` (``first-last/total``, ``*/total`` for an empty page);
+``nextMarker`` is a string for v3 tags (``""`` at the end) and an integer for v3
+repositories (``0`` at the end). Sorting parameters are accepted and ignored:
+lists come in catalogue order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from crawler.sandbox.catalogue import Catalogue, valid_namespace, valid_repository
+from crawler.sandbox.faults import swr_error, swr_error_list_only
+
+Answer = tuple[int, Any, dict[str, str]]
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class _BadQuery(Exception):
+    """A query parameter the service would refuse (400)."""
+
+
+def _bad_request(message: str) -> Answer:
+    return 400, swr_error_list_only("SVCSTG.SWR.4000014", message), {}
+
+
+def _not_found(what: str) -> Answer:
+    code = "SVCSTG.SWR.4040002" if what == "Namespace" else "SVCSTG.SWR.4040003"
+    return 404, swr_error(code, f"{what} not found"), {}
+
+
+def _int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadQuery(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise _BadQuery(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _filters(query: Mapping[str, str]) -> dict[str, str]:
+    """``namespace``/``name``/``category`` from the query and from ``filter=k::v|k::v``."""
+    found = {key: query[key] for key in ("namespace", "name", "category", "tag") if query.get(key)}
+    for part in query.get("filter", "").split("|"):
+        key, sep, value = part.partition("::")
+        if sep and value and key not in found:
+            found[key] = value
+    return found
+
+
+def _content_range(offset: int, count: int, total: int) -> dict[str, str]:
+    if count == 0:
+        return {"Content-Range": f"*/{total}"}
+    return {"Content-Range": f"{offset}-{offset + count - 1}/{total}"}
+
+
+def _repository(catalogue: Catalogue, namespace: str, repository: str) -> Answer | None:
+    """An error answer when the repository (``$`` for ``/``) is invalid or absent."""
+    if not valid_namespace(namespace) or not valid_repository(repository):
+        return _bad_request("Invalid namespace or repository name")
+    i = catalogue.namespace_index(namespace)
+    if i is None or catalogue.repository_index(i, repository) is None:
+        return _not_found("Repository")
+    return None
+
+
+def list_namespaces(catalogue: Catalogue, query: Mapping[str, str]) -> Answer:
+    """ListNamespaces, ``GET /v2/manage/namespaces``: not paginated."""
+    wanted = _filters(query).get("namespace")
+    items = [
+        {"id": 100 + i, "name": name, "creator_name": catalogue.domain_name, "auth": 7}
+        for i, name in enumerate(catalogue.namespaces())
+        if wanted is None or name == wanted
+    ]
+    return 200, {"namespaces": items}, {}
+
+
+def _v2_tag_item(item: dict[str, Any]) -> dict[str, Any]:
+    converted: dict[str, Any] = {}
+    for key, value in item.items():
+        if key == "tag":
+            converted["Tag"] = value
+        elif key == "domain_id":
+            converted["deleted"] = None
+            converted[key] = value
+        else:
+            converted[key] = value
+    converted.setdefault("scanned", False)
+    return converted
+
+
+def _tag_items(
+    catalogue: Catalogue, namespace: str, repository: str, tag_filter: str | None
+) -> list[str]:
+    tags = catalogue.tags(namespace, repository)
+    return tags if tag_filter is None else [tag for tag in tags if tag_filter in tag]
+
+
+def list_repository_tags_v2(
+    catalogue: Catalogue, namespace: str, repository: str, query: Mapping[str, str]
+) -> Answer:
+    """ListRepositoryTags, ``GET /v2/manage/namespaces/{ns}/repos/{repo}/tags``."""
+    error = _repository(catalogue, namespace, repository)
+    if error is not None:
+        return error
+    try:
+        offset = _int(query, "offset", 0, 0, 2**31)
+        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    except _BadQuery as exc:
+        return _bad_request(str(exc))
+    names = _tag_items(catalogue, namespace, repository, _filters(query).get("tag"))
+    page = names[offset : offset + limit]
+    items = [_v2_tag_item(_details(catalogue, namespace, repository, tag)) for tag in page]
+    return 200, items, _content_range(offset, len(items), len(names))
+
+
+def _details(catalogue: Catalogue, namespace: str, repository: str, tag: str) -> dict[str, Any]:
+    item = catalogue.get(namespace, repository, tag)
+    assert item is not None, "a tag the catalogue listed is in the catalogue"
+    return item
+
+
+def list_repository_tags_v3(
+    catalogue: Catalogue, namespace: str, repository: str, query: Mapping[str, str]
+) -> Answer:
+    """ListRepositoryTag (v3), ``GET /v3/manage/namespaces/{ns}/repos/{repo}/tags``."""
+    error = _repository(catalogue, namespace, repository)
+    if error is not None:
+        return error
+    try:
+        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        start = _int(query, "marker", 0, 0, 2**31)
+    except _BadQuery as exc:
+        return _bad_request(str(exc))
+    with_manifest = query.get("with_manifest", "false").lower() == "true"
+    names = _tag_items(catalogue, namespace, repository, _filters(query).get("tag"))
+    page = names[start : start + limit]
+    items = []
+    for tag in page:
+        item = _details(catalogue, namespace, repository, tag)
+        if not with_manifest:
+            del item["manifest"]
+        items.append(item)
+    has_more = start + len(page) < len(names)
+    marker = str(start + len(page)) if has_more else ""
+    return 200, {"tags": items, "nextMarker": marker, "has_more": has_more}, {}
+
+
+def _matching_repositories(
+    catalogue: Catalogue, filters: Mapping[str, str]
+) -> Iterator[tuple[int, str, str]]:
+    """(account-wide index, namespace, repository) of the repositories matching ``filters``."""
+    wanted_ns = filters.get("namespace")
+    name_part = filters.get("name")
+    category = filters.get("category")
+    per_namespace = catalogue.repos_per_namespace
+    for i, namespace in enumerate(catalogue.namespaces()):
+        if wanted_ns is not None and namespace != wanted_ns:
+            continue
+        for r, repository in enumerate(catalogue.repositories(namespace)):
+            if name_part is not None and name_part not in repository:
+                continue
+            if category is not None:
+                details = catalogue.repository_details(namespace, repository)
+                if details is None or details["category"] != category:
+                    continue
+            yield i * per_namespace + r, namespace, repository
+
+
+def _repo_details(catalogue: Catalogue, namespace: str, repository: str) -> dict[str, Any]:
+    details = catalogue.repository_details(namespace, repository)
+    assert details is not None, "a listed repository is in the catalogue"
+    return details
+
+
+def list_repos_details_v2(catalogue: Catalogue, query: Mapping[str, str]) -> Answer:
+    """ListReposDetails, ``GET /v2/manage/repos``: offset/limit, total in Content-Range."""
+    try:
+        offset = _int(query, "offset", 0, 0, 2**31)
+        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    except _BadQuery as exc:
+        return _bad_request(str(exc))
+    filters = _filters(query)
+    if filters.keys() & {"namespace", "name", "category"}:
+        matching = [(ns, repo) for _, ns, repo in _matching_repositories(catalogue, filters)]
+        total = len(matching)
+        page = matching[offset : offset + limit]
+    else:
+        # No filter: index arithmetic, nothing materialised.
+        total = catalogue.repository_count()
+        page = [catalogue.repository_at(n) for n in range(offset, min(total, offset + limit))]
+    items = []
+    for namespace, repository in page:
+        details = _repo_details(catalogue, namespace, repository)
+        items.append(
+            {
+                "name": repository,
+                "category": details["category"],
+                "description": details["description"],
+                "size": details["size"],
+                "is_public": details["is_public"],
+                "num_images": details["num_images"],
+                "num_download": details["num_download"],
+                "url": "",
+                "logo": "",
+                "path": details["path"],
+                "internal_path": details["internal_path"],
+                "created_at": details["created_at"],
+                "updated_at": details["updated_at"],
+                "domain_name": catalogue.domain_name,
+                "namespace": namespace,
+                "tags": catalogue.tags(namespace, repository),
+                "status": False,
+                "total_range": total,
+            }
+        )
+    return 200, items, _content_range(offset, len(items), total)
+
+
+def list_repo_details_v3(catalogue: Catalogue, query: Mapping[str, str]) -> Answer:
+    """ListRepoDetails (v3), ``GET /v3/manage/repos``: marker is the last id seen (int)."""
+    try:
+        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        marker = _int(query, "marker", 0, 0, 2**62)
+    except _BadQuery as exc:
+        return _bad_request(str(exc))
+    filters = _filters(query)
+    is_public = query.get("is_public")
+    items: list[dict[str, Any]] = []
+    more = False
+    for index, namespace, repository in _matching_repositories(catalogue, filters):
+        if catalogue.repository_id(index) <= marker:
+            continue  # cheap: ids follow the account-wide index
+        details = _repo_details(catalogue, namespace, repository)
+        if is_public is not None and str(details["is_public"]).lower() != is_public.lower():
+            continue
+        if len(items) == limit:
+            more = True
+            break
+        items.append(
+            {
+                "id": details["id"],
+                "name": repository,
+                "category": details["category"],
+                "description": details["description"],
+                "size": details["size"],
+                "is_public": details["is_public"],
+                "num_images": details["num_images"],
+                "num_download": details["num_download"],
+                "created_at": details["created_at"],
+                "updated_at": details["updated_at"],
+                "domain_name": catalogue.domain_name,
+                "namespace_name": namespace,
+                "status": False,
+            }
+        )
+    next_marker = items[-1]["id"] if more else 0
+    return 200, {"repos": items, "nextMarker": next_marker}, {}
