@@ -104,12 +104,15 @@ def test_manifest_kinds_all_occur_with_their_schema_and_tag_type() -> None:
         if manifest["schemaVersion"] == 1:
             kinds["schema1"] += 1
             assert (obj["schema"], obj["tag_type"]) == (1, 0)
-            assert manifest["fsLayers"] and manifest["signatures"]
+            assert manifest["fsLayers"]
+            assert manifest["signatures"]
             assert media_type is None
         elif "manifests" in manifest:
             kinds[media_type] += 1
             assert (obj["schema"], obj["tag_type"]) == (2, 1)
-            assert all({"os", "architecture"} <= m["platform"].keys() for m in manifest["manifests"])
+            assert all(
+                {"os", "architecture"} <= m["platform"].keys() for m in manifest["manifests"]
+            )
         else:
             kinds[media_type] += 1
             assert (obj["schema"], obj["tag_type"]) == (2, 0)
@@ -137,12 +140,14 @@ def test_awkward_values_occur() -> None:
     assert {0, MAX_SIZE} <= sizes
     created = [obj["created"] for obj in objects]
     assert all(TIMESTAMP.match(value) for value in created)
-    assert any("." in value for value in created) and any("." not in value for value in created)
+    assert any("." in value for value in created)
+    assert any("." not in value for value in created)
     assert all(datetime.fromisoformat(v.replace("Z", "+00:00")) for v in created)
     assert any("updated" not in obj for obj in objects)
     assert any("updated" in obj and obj["updated"] is None for obj in objects)
     assert any(set(obj) - set(FIELDS) for obj in objects)
-    assert any(obj["is_trusted"] for obj in objects) and not all(o["is_trusted"] for o in objects)
+    assert any(obj["is_trusted"] for obj in objects)
+    assert not all(o["is_trusted"] for o in objects)
 
 
 def test_unknown_targets_are_absent() -> None:
@@ -185,7 +190,9 @@ def test_every_seed_and_shape_round_trips(seed: int, ns: int, repos: int, tags: 
     targets = list(catalogue.targets())
     assert len(set(targets)) == len(catalogue)
     for namespace, repository, tag in targets:
-        assert NAMESPACE.match(namespace) and REPOSITORY.match(repository) and TAG.match(tag)
+        assert NAMESPACE.match(namespace)
+        assert REPOSITORY.match(repository)
+        assert TAG.match(tag)
         assert catalogue.body(namespace, repository, tag) is not None
 
 
@@ -199,4 +206,5 @@ def test_list_helpers_agree_with_targets() -> None:
         for tag in catalogue.tags(ns, repo)
     ]
     assert rebuilt == list(catalogue.targets())
-    assert catalogue.repositories("nope") == [] and catalogue.tags("nope", "x") == []
+    assert catalogue.repositories("nope") == []
+    assert catalogue.tags("nope", "x") == []

@@ -36,7 +36,7 @@ def test_script_actions_parse(text: str, expected: Action) -> None:
 @pytest.mark.parametrize("text", ["201", "418", "boom", "500:retry-after=1", "429:retry-after="])
 def test_unknown_actions_are_refused_at_configuration(text: str) -> None:
     """A typo in a script fails when the config is built, not in the middle of a run."""
-    with pytest.raises(ValueError, match="action|Retry-After"):
+    with pytest.raises(ValueError, match=r"action|Retry-After"):
         FaultConfig(scripts={"a/b:c": ["200", text]})
 
 
@@ -64,7 +64,9 @@ def test_token_bucket_allows_burst_then_rate() -> None:
     assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
     assert bucket.take(100.4) is False
     assert bucket.take(100.5) is True
-    assert bucket.take(110.0) and bucket.take(110.0) and bucket.take(110.0)
+    assert bucket.take(110.0)
+    assert bucket.take(110.0)
+    assert bucket.take(110.0)
     assert bucket.take(110.0) is False
 
 
