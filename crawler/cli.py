@@ -1,0 +1,122 @@
+"""The command line: ``swr-crawler crawl|sandbox|demo``.
+
+Configuration is loaded here and nowhere else (flags > environment > TOML >
+defaults), logging is configured here once, and every usage or configuration
+problem becomes one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, NoReturn
+
+import anyio
+import click
+
+from crawler import __version__
+from crawler.config import build_config
+from crawler.errors import ConfigError
+from crawler.logs import configure_logging
+
+EXIT_USAGE = 2
+
+
+def fail_usage(message: str) -> NoReturn:
+    """Print a one-line usage/configuration error and exit 2."""
+    click.echo(f"swr-crawler: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="swr-crawler")
+def cli() -> None:
+    """Crawl Huawei Cloud SWR tag details in bulk into Parquet."""
+
+
+_CRAWL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--targets",), {"help": "Targets file (text, .csv, .jsonl); - for stdin."}),
+    (("--out",), {"help": "Output directory."}),
+    (("--targets-format",), {"type": click.Choice(["auto", "text", "csv", "jsonl"])}),
+    (("--endpoint",), {"help": "SWR API endpoint URL, e.g. http://127.0.0.1:8080."}),
+    (("--region",), {"help": "Region id, e.g. cn-north-4 (sets the endpoint)."}),
+    (("--concurrency",), {"type": int, "help": "Max requests in flight [16]."}),
+    (("--rate",), {"type": float, "help": "Max requests/s, retries included; 0 = no limit [20]."}),
+    (("--burst",), {"type": int, "help": "Token-bucket burst [1]."}),
+    (("--max-attempts",), {"type": int, "help": "Attempts per target, the first included [5]."}),
+    (("--backoff-initial",), {"type": float, "help": "First backoff ceiling, seconds [0.5]."}),
+    (("--backoff-max",), {"type": float, "help": "Backoff and Retry-After cap, seconds [30]."}),
+    (("--timeout",), {"type": float, "help": "Per-request total timeout, seconds [30]."}),
+    (("--resume",), {"is_flag": True, "default": None, "help": "Continue a run in --out."}),
+    (("--shard",), {"help": "I/N: take only this share of the targets (stable hash)."}),
+    (("--log-format",), {"type": click.Choice(["auto", "json", "console"])}),
+    (("--commit-seconds",), {"type": float, "help": "Publish rows at least this often [10]."}),
+    (("--file-rows",), {"type": int, "help": "Max rows per Parquet file [250000]."}),
+    (("--seed",), {"type": int, "help": "Seed for the backoff jitter (tests)."}),
+]
+
+
+def _crawl_options(func: Any) -> Any:
+    for names, kwargs in reversed(_CRAWL_OPTIONS):
+        func = click.option(*names, default=kwargs.pop("default", None), **kwargs)(func)
+    return func
+
+
+@cli.command()
+@_crawl_options
+@click.option("--config", "config_path", help="TOML config file.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def crawl(config_path: str | None, no_progress: bool, **flags: Any) -> None:
+    """Crawl the tag details of every target into Parquet under --out."""
+    if os.environ.get("JOB_COMPLETION_INDEX") and not flags.get("shard"):
+        flags["shard"] = _shard_from_job_index(os.environ)
+    if no_progress:
+        flags["progress"] = False
+    try:
+        config = build_config(flags, config_path=config_path)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    configure_logging(config.log_format)
+    sys.exit(_run(config))
+
+
+def _shard_from_job_index(environ: os._Environ[str]) -> str:
+    """Kubernetes Indexed Jobs: JOB_COMPLETION_INDEX with SWR_SHARD_COUNT (or JOB_COMPLETIONS)."""
+    count = environ.get("SWR_SHARD_COUNT") or environ.get("JOB_COMPLETIONS") or ""
+    if not count:
+        fail_usage("JOB_COMPLETION_INDEX is set: also set SWR_SHARD_COUNT to the number of shards")
+    return f"{environ['JOB_COMPLETION_INDEX']}/{count}"
+
+
+def _run(config: Any) -> int:
+    from crawler.runner import run_crawl
+
+    try:
+        result = anyio.run(run_crawl, config)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    for line in result.report.summary_lines():
+        click.echo(line, err=True)
+    if result.report.stop_reason == "unauthorized":
+        click.echo(
+            f"swr-crawler: authentication failed ({result.report.auth_method}): the endpoint "
+            "answered 401. Check the credential variables, then run again with --resume.",
+            err=True,
+        )
+    return result.exit_code
+
+
+def _register_optional() -> None:
+    from crawler.demo import demo_command
+    from crawler.sandbox.command import sandbox_command
+
+    cli.add_command(sandbox_command, "sandbox")
+    cli.add_command(demo_command, "demo")
+
+
+_register_optional()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="swr-crawler")

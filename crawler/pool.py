@@ -1,0 +1,344 @@
+"""The worker pool: targets in, one row per target out.
+
+Structure (anyio, structured concurrency only)::
+
+    intake thread ──batches──▶ producer ──stream(bounded)──▶ workers × W ──▶ sink
+                                                      │
+                              capacity limiter (≤ concurrency in flight)
+                              rate limiter (every request, retries included)
+
+Reading, deduplicating and sharding the input runs in a worker thread in
+batches, so a slow disk never stalls the event loop and a file of millions of
+targets is never held in memory. There are more workers than request slots:
+a worker that sleeps in backoff holds no slot, so a few failing targets do not
+starve the healthy ones. The pool knows neither aiohttp (see
+:mod:`crawler.client`) nor Parquet (see :mod:`crawler.sink`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Protocol
+
+import anyio
+import structlog
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from crawler.client import Response, TransportError
+from crawler.errors import (
+    DEFINITIVE_KINDS,
+    RETRYABLE_KINDS,
+    AuthenticationFailed,
+    ErrorKind,
+    kind_for_status,
+)
+from crawler.limits import RateLimiter, backoff_delay, parse_retry_after
+from crawler.normalize import DecodeError, error_fields, tag_row
+from crawler.stats import RunStats
+from crawler.targets import InvalidTarget, SeenSet, Target, in_shard
+
+log = structlog.get_logger("crawler")
+
+INTAKE_BATCH = 2048
+
+
+class Fetcher(Protocol):
+    """What the pool needs from the client."""
+
+    async def fetch_tag(self, request_path: str) -> Response: ...
+
+
+class Sink(Protocol):
+    """What the pool needs from the output."""
+
+    def add_tag(self, row: dict[str, object]) -> None: ...
+
+    def add_error(self, row: dict[str, object]) -> None: ...
+
+    async def wait_for_room(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a target is retried."""
+
+    max_attempts: int = 5
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+class RunControl:
+    """Shared stop switch: set by a signal or by an authentication failure."""
+
+    def __init__(self) -> None:
+        self.stop_reason: str | None = None
+        self._stopped = anyio.Event()
+
+    def stopping(self) -> bool:
+        """True once a stop was asked for: take no new target, send no new request."""
+        return self.stop_reason is not None
+
+    def stop(self, reason: str) -> None:
+        """Ask every task to stop taking work (the first reason wins)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self._stopped.set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when a stop is asked for."""
+        with anyio.move_on_after(seconds):
+            await self._stopped.wait()
+
+
+class Intake:
+    """Filters the raw input: drops duplicates, other shards' and already-recorded targets.
+
+    Runs in a worker thread; only the intake thread writes its counters.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[Target | InvalidTarget],
+        stats: RunStats,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        recorded: SeenSet | None = None,
+    ) -> None:
+        self._items = iter(items)
+        self._stats = stats
+        self._shard = shard
+        self._recorded = recorded
+        self._seen = SeenSet()
+
+    def _admitted(self) -> Iterator[Target | InvalidTarget]:
+        index, count = self._shard
+        for item in self._items:
+            key = item.key
+            if count > 1 and not in_shard(key, index, count):
+                self._stats.skipped_shard += 1
+                continue
+            if not self._seen.add(key):
+                self._stats.duplicates += 1
+                continue
+            if self._recorded is not None and key in self._recorded:
+                self._stats.skipped_resume += 1
+                continue
+            yield item
+
+    def batches(self, size: int = INTAKE_BATCH) -> Iterator[list[Target | InvalidTarget]]:
+        """Lists of admitted items, ``size`` at most each."""
+        admitted = self._admitted()
+        while batch := list(islice(admitted, size)):
+            yield batch
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Crawler:
+    """Runs the pool for one run; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        fetcher: Fetcher,
+        sink: Sink,
+        limiter: RateLimiter,
+        policy: RetryPolicy,
+        concurrency: int,
+        stats: RunStats,
+        control: RunControl,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._fetcher = fetcher
+        self._sink = sink
+        self._limiter = limiter
+        self._policy = policy
+        self._concurrency = concurrency
+        self._stats = stats
+        self._control = control
+        self._rng = rng or random.Random()
+        self._slots = anyio.CapacityLimiter(concurrency)
+
+    async def run(self, intake: Intake) -> None:
+        """Crawl every admitted target; returns when done or stopped."""
+        send, receive = anyio.create_memory_object_stream[Target](self._concurrency * 4)
+        workers = self._concurrency * 2
+        async with anyio.create_task_group() as tg:
+            async with receive:
+                for _ in range(workers):
+                    tg.start_soon(self._worker, receive.clone())
+            tg.start_soon(self._produce, intake, send)
+
+    async def _produce(self, intake: Intake, send: ObjectSendStream[Target]) -> None:
+        batches = intake.batches()
+        async with send:
+            while not self._control.stopping():
+                batch = await anyio.to_thread.run_sync(next, batches, None)
+                if batch is None:
+                    return
+                for item in batch:
+                    if self._control.stopping():
+                        return
+                    self._stats.targets += 1
+                    if isinstance(item, InvalidTarget):
+                        self._record_invalid(item)
+                    else:
+                        await send.send(item)
+
+    def _record_invalid(self, item: InvalidTarget) -> None:
+        self._stats.errors[ErrorKind.INVALID_TARGET] += 1
+        self._sink.add_error(
+            {
+                "namespace": item.namespace,
+                "repository": item.repository,
+                "tag": item.tag,
+                "error_kind": ErrorKind.INVALID_TARGET.value,
+                "http_status": None,
+                "error_code": None,
+                "error_msg": item.reason,
+                "attempts": 0,
+                "failed_at": _now(),
+            }
+        )
+        log.info("crawl.target_invalid", source=item.source, reason=item.reason)
+
+    async def _worker(self, receive: ObjectReceiveStream[Target]) -> None:
+        async with receive:
+            async for target in receive:
+                if self._control.stopping():
+                    return  # left unrecorded: --resume takes it up
+                await self._crawl_one(target)
+                await self._sink.wait_for_room()
+
+    async def _crawl_one(self, target: Target) -> None:
+        """Request one target until it has a row, its attempts run out, or the run stops."""
+        policy = self._policy
+        stats = self._stats
+        attempts = 0
+        while True:
+            async with self._slots:
+                await self._limiter.acquire()
+                if self._control.stopping():
+                    return
+                stats.in_flight += 1
+                try:
+                    response = await self._fetcher.fetch_tag(target.request_path)
+                except TransportError as exc:
+                    attempts += exc.requests
+                    stats.requests += exc.requests
+                    failure: tuple[ErrorKind, int | None, str | None, str | None] = (
+                        exc.kind,
+                        None,
+                        None,
+                        exc.message,
+                    )
+                    response = None
+                except AuthenticationFailed as exc:
+                    # The credential could not even be obtained (IAM login refused).
+                    failure = (ErrorKind.UNAUTHORIZED, None, None, str(exc)[:300])
+                    response = None
+                finally:
+                    stats.in_flight -= 1
+            retry_after: float | None = None
+            if response is not None:
+                attempts += response.requests
+                stats.requests += response.requests
+                status = response.status
+                if status == 200:
+                    try:
+                        row = tag_row(
+                            target.namespace,
+                            target.repository,
+                            target.tag,
+                            response.body,
+                            _now(),
+                            attempts,
+                        )
+                    except DecodeError as exc:
+                        failure = (ErrorKind.DECODE, 200, None, str(exc)[:300])
+                    else:
+                        self._sink.add_tag(row)
+                        stats.ok += 1
+                        self._limiter.succeeded()
+                        return
+                else:
+                    kind = kind_for_status(status)
+                    assert kind is not None
+                    code, msg = error_fields(response.body)
+                    failure = (kind, status, code, msg)
+                    if kind is ErrorKind.THROTTLED:
+                        stats.throttled += 1
+                        retry_after = parse_retry_after(response.retry_after, _now())
+            kind, status_or_none, code, msg = failure
+            if kind is ErrorKind.UNAUTHORIZED:
+                self._record_error(target, failure, attempts)
+                self._control.stop("unauthorized")
+                return
+            if kind in DEFINITIVE_KINDS or kind not in RETRYABLE_KINDS:
+                self._record_error(target, failure, attempts)
+                return
+            if attempts >= policy.max_attempts:
+                self._record_error(target, failure, attempts)
+                return
+            if retry_after is not None:
+                delay = min(retry_after, policy.backoff_max)
+                # The gateway's limit is per user: one Retry-After holds everybody.
+                self._limiter.pause_for(delay)
+            else:
+                if kind is ErrorKind.THROTTLED:
+                    self._limiter.throttled()
+                delay = backoff_delay(
+                    attempts, policy.backoff_initial, policy.backoff_max, self._rng
+                )
+            stats.retries += 1
+            log.info(
+                "crawl.retry_scheduled",
+                target=target.key,
+                attempt=attempts,
+                reason=kind.value,
+                http_status=status_or_none,
+                error_code=code,
+                delay=round(delay, 3),
+            )
+            if retry_after is None:
+                await self._control.sleep(delay)
+            if self._control.stopping():
+                return
+
+    def _record_error(
+        self,
+        target: Target,
+        failure: tuple[ErrorKind, int | None, str | None, str | None],
+        attempts: int,
+    ) -> None:
+        kind, status, code, msg = failure
+        self._stats.errors[kind] += 1
+        self._sink.add_error(
+            {
+                "namespace": target.namespace,
+                "repository": target.repository,
+                "tag": target.tag,
+                "error_kind": kind.value,
+                "http_status": status,
+                "error_code": code,
+                "error_msg": msg,
+                "attempts": attempts,
+                "failed_at": _now(),
+            }
+        )
+        level = log.info if kind in DEFINITIVE_KINDS else log.warning
+        level(
+            "crawl.target_failed",
+            target=target.key,
+            error_kind=kind.value,
+            http_status=status,
+            error_code=code,
+            error_msg=msg,
+            attempts=attempts,
+        )

@@ -1,0 +1,234 @@
+"""The worker pool's decisions, driven through a fake at the HTTP seam.
+
+The end-to-end tests prove the same over real sockets; these pin down the
+retry/stop logic exactly and fast (backoff 0, no network).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+import anyio
+import orjson
+import pytest
+
+from crawler.client import Response, TransportError
+from crawler.errors import ErrorKind
+from crawler.limits import RateLimiter
+from crawler.pool import Crawler, Intake, RetryPolicy, RunControl
+from crawler.stats import RunStats
+from crawler.targets import InvalidTarget, Target, parse_reference
+
+OK_BODY = orjson.dumps(
+    {
+        "id": 1,
+        "repo_id": 2,
+        "tag": "v1",
+        "digest": "sha256:ab",
+        "schema": 2,
+        "tag_type": 0,
+        "size": 10,
+        "is_trusted": False,
+        "created": "2018-07-06T06:18:55Z",
+        "manifest": "",
+    }
+)
+
+
+class ScriptedFetcher:
+    """Answers each path from a script of statuses/exceptions; 200 once the script is used up."""
+
+    def __init__(self, scripts: dict[str, list[object]]) -> None:
+        self.scripts = {k: list(v) for k, v in scripts.items()}
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.peak = 0
+
+    async def fetch_tag(self, request_path: str) -> Response:
+        self.calls[request_path] += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await anyio.sleep(0)  # let other workers run: makes concurrency observable
+            script = self.scripts.get(request_path, [])
+            step = script.pop(0) if script else 200
+            if isinstance(step, BaseException):
+                raise step
+            status, retry_after = step if isinstance(step, tuple) else (step, None)
+            body = OK_BODY if status == 200 else b'{"error_code":"E","error_msg":"m"}'
+            return Response(int(status), body, retry_after, None)
+        finally:
+            self.in_flight -= 1
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.tags: list[dict[str, object]] = []
+        self.errors: list[dict[str, object]] = []
+
+    def add_tag(self, row: dict[str, object]) -> None:
+        self.tags.append(row)
+
+    def add_error(self, row: dict[str, object]) -> None:
+        self.errors.append(row)
+
+    async def wait_for_room(self) -> None:
+        return None
+
+
+def targets(n: int) -> list[Target]:
+    return [Target("ns", "team/app", f"t{i}") for i in range(n)]
+
+
+async def run_pool(
+    items: Iterable[Target | InvalidTarget],
+    fetcher: ScriptedFetcher,
+    *,
+    concurrency: int = 4,
+    max_attempts: int = 3,
+) -> tuple[ListSink, RunStats, RunControl]:
+    sink, stats, control = ListSink(), RunStats(), RunControl()
+    crawler = Crawler(
+        fetcher=fetcher,
+        sink=sink,
+        limiter=RateLimiter(0),
+        policy=RetryPolicy(max_attempts, 0.0, 0.0),
+        concurrency=concurrency,
+        stats=stats,
+        control=control,
+        rng=random.Random(1),
+    )
+    await crawler.run(Intake(items, stats))
+    return sink, stats, control
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("script", "kind", "attempts"),
+    [
+        ([404], "not_found", 1),
+        ([400], "client_error", 1),
+        ([403], "forbidden", 1),
+        ([429, 429, 429], "throttled", 3),
+        ([500, 502, 503, 504], "server_error", 3),
+        ([TransportError(ErrorKind.TIMEOUT, "t")] * 3, "timeout", 3),
+        ([TransportError(ErrorKind.NETWORK, "reset")] * 3, "network", 3),
+    ],
+)
+async def test_each_fault_ends_in_its_kind(script: list[object], kind: str, attempts: int) -> None:
+    """Every fault-table row ends as the stated error kind after the stated attempts."""
+    target = targets(1)[0]
+    fetcher = ScriptedFetcher({target.request_path: script})
+    sink, stats, _ = await run_pool([target], fetcher)
+    assert sink.tags == []
+    (row,) = sink.errors
+    assert (row["error_kind"], row["attempts"]) == (kind, attempts)
+    assert fetcher.calls[target.request_path] == attempts
+    assert stats.requests == attempts
+
+
+@pytest.mark.anyio
+async def test_transient_then_success_counts_every_attempt() -> None:
+    """A 503 then a 200 yields a tags row with attempts == 2."""
+    target = targets(1)[0]
+    fetcher = ScriptedFetcher({target.request_path: [503]})
+    sink, stats, _ = await run_pool([target], fetcher)
+    assert [r["attempts"] for r in sink.tags] == [2]
+    assert stats.retries == 1
+
+
+@pytest.mark.anyio
+async def test_decode_error_on_200_is_retried() -> None:
+    """A 200 whose body is not JSON is retried; when it never parses it ends as decode."""
+    target = targets(1)[0]
+
+    class Garbage(ScriptedFetcher):
+        async def fetch_tag(self, request_path: str) -> Response:
+            self.calls[request_path] += 1
+            return Response(200, b'{"id": 1, "tru', None, None)
+
+    fetcher = Garbage({})
+    sink, _, _ = await run_pool([target], fetcher)
+    assert [(r["error_kind"], r["http_status"], r["attempts"]) for r in sink.errors] == [
+        ("decode", 200, 3)
+    ]
+
+
+@pytest.mark.anyio
+async def test_401_stops_the_run_within_the_in_flight_window() -> None:
+    """After a 401 no new request starts: requests <= concurrency, the rest is left unrecorded."""
+    items = targets(200)
+    fetcher = ScriptedFetcher({t.request_path: [401] for t in items})
+    sink, stats, control = await run_pool(items, fetcher, concurrency=4)
+    assert control.stop_reason == "unauthorized"
+    assert 1 <= stats.requests <= 4
+    assert {r["error_kind"] for r in sink.errors} == {"unauthorized"}
+    assert len(sink.errors) + len(sink.tags) < len(items)
+
+
+@pytest.mark.anyio
+async def test_concurrency_bound_holds() -> None:
+    """No more than `concurrency` fetches run at once, even with retries."""
+    items = targets(100)
+    fetcher = ScriptedFetcher({t.request_path: [500] for t in items[::3]})
+    sink, _, _ = await run_pool(items, fetcher, concurrency=5)
+    assert fetcher.peak <= 5
+    assert len(sink.tags) == 100
+
+
+@pytest.mark.anyio
+async def test_invalid_duplicate_and_valid_each_once() -> None:
+    """Invalid lines become invalid_target rows without a request; duplicates are dropped."""
+    raw = ["ns/a:v1", "ns/a:v1", "BAD/a:v1", "ns/b", "ns/b:v2"]
+    items = [parse_reference(x) for x in raw]
+    fetcher = ScriptedFetcher({})
+    sink, stats, _ = await run_pool(items, fetcher)
+    assert sorted(r["tag"] for r in sink.tags) == ["v1", "v2"]
+    assert sorted(str(r["error_kind"]) for r in sink.errors) == ["invalid_target"] * 2
+    assert all(r["attempts"] == 0 for r in sink.errors)
+    assert stats.duplicates == 1
+    assert sum(fetcher.calls.values()) == 2
+
+
+@pytest.mark.anyio
+async def test_retry_after_pauses_everyone_and_is_capped() -> None:
+    """A 429 with Retry-After is honoured (capped by backoff_max) and then succeeds."""
+    target = targets(1)[0]
+    fetcher = ScriptedFetcher({target.request_path: [(429, "0")]})
+    sink, stats, _ = await run_pool([target], fetcher)
+    assert [r["attempts"] for r in sink.tags] == [2]
+    assert stats.throttled == 1
+
+
+@pytest.mark.anyio
+async def test_stop_leaves_remaining_targets_unrecorded() -> None:
+    """A stop before the crawl takes no target: nothing requested, nothing recorded."""
+    sink, stats, control = ListSink(), RunStats(), RunControl()
+    fetcher = ScriptedFetcher({})
+    control.stop("signal SIGTERM")
+    crawler = Crawler(
+        fetcher=fetcher,
+        sink=sink,
+        limiter=RateLimiter(0),
+        policy=RetryPolicy(),
+        concurrency=2,
+        stats=stats,
+        control=control,
+    )
+    await crawler.run(Intake(targets(50), stats))
+    assert sum(fetcher.calls.values()) == 0
+    assert sink.tags == sink.errors == []
+
+
+def test_intake_shards_partition_the_input() -> None:
+    """Shards 0..N-1 of the same input are disjoint and cover every target."""
+    items = targets(500)
+    seen: defaultdict[str, int] = defaultdict(int)
+    for index in range(4):
+        for batch in Intake(items, RunStats(), shard=(index, 4)).batches(64):
+            for item in batch:
+                seen[item.key] += 1
+    assert set(seen) == {t.key for t in items}
+    assert set(seen.values()) == {1}
