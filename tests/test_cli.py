@@ -1,0 +1,122 @@
+"""The command line: usage and configuration errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from crawler import __version__
+from crawler.cli import cli
+
+ENV = {"SWR_AUTH_TOKEN": "t"}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env or ENV, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_version_and_help() -> None:
+    """--version prints the version; crawl --help lists every DESIGN.md option."""
+    code, out = invoke("--version")
+    assert code == 0
+    assert __version__ in out
+    code, out = invoke("crawl", "--help")
+    assert code == 0
+    for option in (
+        "--targets",
+        "--out",
+        "--endpoint",
+        "--region",
+        "--concurrency",
+        "--rate",
+        "--burst",
+        "--max-attempts",
+        "--backoff-initial",
+        "--backoff-max",
+        "--timeout",
+        "--resume",
+        "--config",
+        "--log-format",
+        "--no-progress",
+    ):
+        assert option in out
+
+
+def test_unknown_flag_is_usage_error() -> None:
+    """An unknown flag exits 2 with click's usage line and the flag named."""
+    code, out = invoke("crawl", "--concurency", "3")
+    assert code == 2
+    assert "--concurency" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--out", "o", "--endpoint", "http://127.0.0.1:9"], "--targets is required"),
+        (["--targets", "t.txt", "--endpoint", "http://127.0.0.1:9"], "--out is required"),
+        (["--targets", "t.txt", "--out", "o"], "no endpoint"),
+        (
+            ["--targets", "t.txt", "--out", "o", "--region", "x", "--concurrency", "0"],
+            "concurrency must be >= 1",
+        ),
+        (
+            ["--targets", "missing.txt", "--out", "o", "--endpoint", "http://127.0.0.1:9"],
+            "missing.txt: no such file",
+        ),
+        (["--targets", "t.txt", "--out", "o", "--region", "x", "--shard", "4/4"], "shard"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], fragment: str
+) -> None:
+    """Each configuration problem is one 'swr-crawler: error:' line and exit 2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text("ns/repo:v1\n")
+    code, out = invoke("crawl", *args)
+    assert code == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("swr-crawler: error:")]
+    assert len(errors) == 1, out
+    assert fragment in errors[0], out
+
+
+def test_bad_config_file_exits_2(tmp_path: Path) -> None:
+    """A config file with an unknown key is exit 2 naming the key."""
+    config = tmp_path / "c.toml"
+    config.write_text("[crawl]\nconcurrenccy = 2\n")
+    code, out = invoke(
+        "crawl", "--config", str(config), "--targets", "x", "--out", "o", "--region", "r"
+    )
+    assert code == 2
+    assert "concurrenccy" in out
+
+
+def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
+    """As a real process, a configuration error gives exit 2 and no Python traceback."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crawler",
+            "crawl",
+            "--targets",
+            str(tmp_path / "nope.txt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        env={"SWR_AUTH_TOKEN": "t", "PATH": "/usr/bin"},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "nope.txt" in proc.stderr
