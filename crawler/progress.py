@@ -43,19 +43,30 @@ async def show_progress(stats: RunStats, total: Callable[[], int | None]) -> Non
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("crawl", total=None, rate=0.0, ok=0, errors=0, t429=0)
         start = anyio.current_time()
-        while True:
-            done = stats.done
+
+        def redraw() -> None:
             elapsed = max(anyio.current_time() - start, 1e-9)
             progress.update(
                 task,
-                completed=done,
+                # Lines that need no request (duplicates, other shards, already
+                # recorded) count as done: the total is the file's line count.
+                completed=stats.done
+                + stats.duplicates
+                + stats.skipped_resume
+                + stats.skipped_shard,
                 total=total(),
-                rate=done / elapsed,
+                rate=stats.done / elapsed,
                 ok=stats.ok,
                 errors=sum(stats.errors.values()),
                 t429=stats.throttled,
             )
-            await anyio.sleep(REFRESH_SECONDS)
+
+        try:
+            while True:
+                redraw()
+                await anyio.sleep(REFRESH_SECONDS)
+        finally:
+            redraw()  # the final state, not the one a quarter second before the end
 
 
 def count_lines(path: str) -> int | None:
