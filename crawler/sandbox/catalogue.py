@@ -10,7 +10,9 @@ Built answers sit in a bounded LRU because retries ask for the same key again.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import random
 import re
 import time
@@ -96,6 +98,10 @@ MANIFEST_KINDS: tuple[tuple[str, int], ...] = (
     ("oci_index", 10),
     ("schema1", 13),
 )
+
+_KIND_NAMES = tuple(name for name, _ in MANIFEST_KINDS)
+_KIND_CUMULATIVE = tuple(itertools.accumulate(weight for _, weight in MANIFEST_KINDS))
+_KIND_TOTAL = _KIND_CUMULATIVE[-1]
 
 # "sha-xxxxxxxx" tags encode the tag index through an invertible affine map
 # modulo 2**32 (the multiplier is odd, hence invertible).
@@ -375,8 +381,7 @@ class Catalogue:
         self, namespace: str, repository: str, tag: str, i: int, r: int, j: int
     ) -> dict[str, Any]:
         rng = random.Random(self._hash("details", i, r, j))
-        kinds, weights = zip(*MANIFEST_KINDS, strict=True)
-        kind = rng.choices(kinds, weights)[0]
+        kind = _KIND_NAMES[bisect.bisect(_KIND_CUMULATIVE, rng.random() * _KIND_TOTAL)]
         manifest, image_id, total = _MANIFEST_BUILDERS[kind](rng, f"{namespace}/{repository}", tag)
         digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
 
