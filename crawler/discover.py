@@ -1,0 +1,241 @@
+"""Registry discovery: every ``namespace/repository:tag`` a credential can see.
+
+Three levels of the SWR list APIs (see ``reference/swr-api-notes.md``)::
+
+    ListNamespaces        GET /v2/manage/namespaces                   not paginated
+    ListRepoDetails (v3)  GET /v3/manage/repos?namespace=NS           marker: int id, 0 at the end
+    ListRepositoryTag(v3) GET /v3/manage/namespaces/NS/repos/R/tags   marker: str, "" at the end
+
+The paginators are small pure state machines (``update(body)`` then
+``params()``), kept apart from the I/O. Every list request goes through the
+crawl's rate limiter and is retried like a tag request (429, 5xx, timeouts);
+a definitive failure of one listing (403/404) is logged and counted, and the
+rest of the registry is still discovered. Tags of different repositories are
+listed concurrently; discovered targets stream into the crawl as they come,
+so the crawl starts long before discovery ends.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import anyio
+import orjson
+import structlog
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
+
+from crawler.client import Response, TransportError
+from crawler.errors import RETRYABLE_KINDS, AuthenticationFailed, ErrorKind, kind_for_status
+from crawler.limits import RateLimiter, backoff_delay, parse_retry_after
+from crawler.normalize import error_fields
+from crawler.targets import Target, validate
+
+log = structlog.get_logger("crawler")
+
+PAGE_SIZE = 1000  # the largest page the list APIs allow
+
+
+class Getter(Protocol):
+    """What discovery needs from the client."""
+
+    async def get(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Response: ...
+
+
+class DiscoveryFailed(Exception):
+    """One listing could not be read (definitive answer, or attempts ran out)."""
+
+
+@dataclass(slots=True)
+class MarkerPager:
+    """Marker pagination: ``limit`` + ``marker``; done when the next marker is empty,
+    ``0``, repeats, or ``has_more`` is false."""
+
+    limit: int = PAGE_SIZE
+    marker: str | None = None
+    done: bool = False
+    _seen: set[str] = field(default_factory=set)
+
+    def params(self) -> list[tuple[str, str]]:
+        """The query of the next page."""
+        query = [("limit", str(self.limit))]
+        if self.marker is not None:
+            query.append(("marker", self.marker))
+        return query
+
+    def update(self, body: dict[str, Any], items: int) -> None:
+        """Advance after a page of ``items`` entries."""
+        raw = body.get("nextMarker", body.get("next_marker"))
+        marker = None if raw is None else str(raw)
+        if (
+            items == 0
+            or body.get("has_more") is False
+            or marker in (None, "", "0")
+            or marker in self._seen
+        ):
+            self.done = True
+            return
+        assert marker is not None
+        self._seen.add(marker)
+        self.marker = marker
+
+
+@dataclass(slots=True)
+class DiscoveryStats:
+    """What discovery did."""
+
+    namespaces: int = 0
+    repositories: int = 0
+    tags: int = 0
+    requests: int = 0
+    failures: int = 0
+
+
+class Discoverer:
+    """Lists the registry and sends :class:`Target` s into a stream."""
+
+    def __init__(
+        self,
+        client: Getter,
+        limiter: RateLimiter,
+        *,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        concurrency: int = 4,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._max_attempts = max_attempts
+        self._backoff = (backoff_initial, backoff_max)
+        self._concurrency = concurrency
+        self._rng = rng or random.Random()
+        self.stats = DiscoveryStats()
+
+    async def run(
+        self, send: MemoryObjectSendStream[Target], namespaces: Sequence[str] = ()
+    ) -> None:
+        """Discover every tag (of ``namespaces``, or of all visible ones); close ``send``."""
+        async with send:
+            names = list(namespaces) or await self._namespaces()
+            self.stats.namespaces = len(names)
+            repos_send, repos_receive = anyio.create_memory_object_stream[tuple[str, str]](
+                self._concurrency * 4
+            )
+            async with anyio.create_task_group() as tg:
+                async with repos_receive:
+                    for _ in range(self._concurrency):
+                        tg.start_soon(self._tag_lister, repos_receive.clone(), send.clone())
+                async with repos_send:
+                    for namespace in names:
+                        await self._list_repositories(namespace, repos_send)
+        log.info("discover.finished", **vars_of(self.stats))
+
+    async def _namespaces(self) -> list[str]:
+        body = await self._get_json("/v2/manage/namespaces", [])
+        items = body.get("namespaces") if isinstance(body, dict) else None
+        names = [str(item["name"]) for item in items or [] if isinstance(item, dict)]
+        return names
+
+    async def _list_repositories(
+        self, namespace: str, repos_send: ObjectSendStream[tuple[str, str]]
+    ) -> None:
+        pager = MarkerPager()
+        while not pager.done:
+            try:
+                body = await self._get_json(
+                    "/v3/manage/repos", [("namespace", namespace), *pager.params()]
+                )
+            except DiscoveryFailed as exc:
+                self._failed("repositories", namespace, exc)
+                return
+            repos = body.get("repos") if isinstance(body, dict) else None
+            page = [r for r in repos or [] if isinstance(r, dict) and r.get("name")]
+            for repo in page:
+                self.stats.repositories += 1
+                owner = str(repo.get("namespace_name") or repo.get("namespace") or namespace)
+                await repos_send.send((owner, str(repo["name"])))
+            pager.update(body if isinstance(body, dict) else {}, len(page))
+
+    async def _tag_lister(
+        self,
+        repos: ObjectReceiveStream[tuple[str, str]],
+        send: ObjectSendStream[Target],
+    ) -> None:
+        async with repos, send:
+            async for namespace, repository in repos:
+                path = (
+                    f"/v3/manage/namespaces/{namespace}/repos/{repository.replace('/', '$')}/tags"
+                )
+                pager = MarkerPager()
+                while not pager.done:
+                    try:
+                        body = await self._get_json(path, pager.params())
+                    except DiscoveryFailed as exc:
+                        self._failed("tags", f"{namespace}/{repository}", exc)
+                        break
+                    tags = body.get("tags") if isinstance(body, dict) else None
+                    page = [t for t in tags or [] if isinstance(t, dict)]
+                    for item in page:
+                        tag = item.get("tag", item.get("Tag"))
+                        if isinstance(tag, str) and validate(namespace, repository, tag) is None:
+                            self.stats.tags += 1
+                            await send.send(Target(namespace, repository, tag))
+                    pager.update(body if isinstance(body, dict) else {}, len(page))
+
+    def _failed(self, what: str, where: str, exc: DiscoveryFailed) -> None:
+        self.stats.failures += 1
+        log.warning("discover.listing_failed", listing=what, scope=where, reason=str(exc))
+
+    async def _get_json(self, path: str, query: Sequence[tuple[str, str]]) -> Any:
+        """GET a list page, retrying transient failures like a tag request."""
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._limiter.acquire()
+            self.stats.requests += 1
+            retry_after = None
+            try:
+                response = await self._client.get(path, query)
+            except TransportError as exc:
+                kind, reason = exc.kind, exc.message
+            else:
+                if response.status == 200:
+                    try:
+                        return orjson.loads(response.body)
+                    except orjson.JSONDecodeError:
+                        kind, reason = ErrorKind.DECODE, "list page is not JSON"
+                else:
+                    found = kind_for_status(response.status)
+                    assert found is not None
+                    kind = found
+                    code, msg = error_fields(response.body)
+                    reason = f"HTTP {response.status} {code or ''} {msg or ''}".strip()
+                    if kind is ErrorKind.UNAUTHORIZED:
+                        raise AuthenticationFailed(f"listing {path}: {reason}")
+                    if kind is ErrorKind.THROTTLED:
+                        retry_after = parse_retry_after(response.retry_after, datetime.now(UTC))
+            if kind not in RETRYABLE_KINDS or attempt >= self._max_attempts:
+                raise DiscoveryFailed(f"{kind.value}: {reason}")
+            if retry_after is not None:
+                self._limiter.pause_for(min(retry_after, self._backoff[1]))
+                continue
+            if kind is ErrorKind.THROTTLED:
+                self._limiter.throttled()
+            await anyio.sleep(backoff_delay(attempt, *self._backoff, self._rng))
+
+
+def vars_of(stats: DiscoveryStats) -> dict[str, int]:
+    """The counters as a dict (for logs and run.json)."""
+    return {
+        "namespaces": stats.namespaces,
+        "repositories": stats.repositories,
+        "tags": stats.tags,
+        "requests": stats.requests,
+        "failures": stats.failures,
+    }
