@@ -37,7 +37,11 @@ class Response:
 
 
 class TransportError(Exception):
-    """No HTTP answer: ``kind`` is ``timeout`` or ``network``."""
+    """No HTTP answer: ``kind`` is ``timeout`` or ``network``.
+
+    ``requests`` is the HTTP requests actually sent: 0 when the credential
+    could not be obtained (IAM unreachable) and nothing went to SWR.
+    """
 
     def __init__(self, kind: ErrorKind, message: str, requests: int = 1) -> None:
         super().__init__(message)
@@ -94,10 +98,14 @@ class SwrClient:
         if query:
             url = url.with_query(list(query))
         try:
-            # Inside the try: an IAM login that cannot reach IAM is a network
-            # failure (transient); one that IAM refuses raises AuthenticationFailed
-            # through to the pool, which stops the run.
             headers = dict(await self._auth.headers("GET", self._host, path, query, b""))
+        except aiohttp.ClientError as exc:
+            # An IAM login that cannot reach IAM (IamUnavailable) is a transient
+            # network failure, but no SWR request went out: it is not counted.
+            # One that IAM refuses raises AuthenticationFailed through to the
+            # pool, which stops the run.
+            raise TransportError(ErrorKind.NETWORK, str(exc)[:300], sent_before) from None
+        try:
             async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
                 body = await resp.read()
                 return (

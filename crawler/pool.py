@@ -221,7 +221,9 @@ class Crawler:
         policy = self._policy
         stats = self._stats
         attempts = 0
+        tries = 0  # fetch calls: bounds the retries even when no request could be sent
         while True:
+            tries += 1
             async with self._slots:
                 await self._limiter.acquire()
                 if self._control.stopping():
@@ -283,7 +285,7 @@ class Crawler:
             if kind in DEFINITIVE_KINDS or kind not in RETRYABLE_KINDS:
                 self._record_error(target, failure, attempts)
                 return
-            if attempts >= policy.max_attempts:
+            if max(attempts, tries) >= policy.max_attempts:
                 self._record_error(target, failure, attempts)
                 return
             if retry_after is not None:
@@ -294,7 +296,7 @@ class Crawler:
                 if kind is ErrorKind.THROTTLED:
                     self._limiter.throttled()
                 delay = backoff_delay(
-                    attempts, policy.backoff_initial, policy.backoff_max, self._rng
+                    max(attempts, tries), policy.backoff_initial, policy.backoff_max, self._rng
                 )
             stats.retries += 1
             log.info(
