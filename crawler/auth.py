@@ -74,6 +74,7 @@ __all__ = [
     "Secret",
     "StaticToken",
     "auth_from_env",
+    "refused_hint",
 ]
 
 USER_AGENT: Final = f"swr-crawler/{__version__}"
@@ -145,6 +146,25 @@ class Auth(Protocol):
     async def aclose(self) -> None:
         """Release what the credential holds (an owned HTTP session)."""
         ...
+
+
+_REFUSED_HINTS: Final = {
+    "token": f"the endpoint refused {ENV_TOKEN} (401): it is wrong or has expired",
+    "aksk": (
+        f"the endpoint refused the AK/SK signature (401): check {ENV_AK}, {ENV_SK}"
+        f" ({ENV_SECURITY_TOKEN} too for temporary credentials) and the system clock"
+    ),
+    "iam": (
+        "IAM refused the password login, or the endpoint refused the token IAM issued (401):"
+        f" check {ENV_IAM_USER}, {ENV_IAM_PASSWORD}, {ENV_IAM_DOMAIN}, {ENV_IAM_PROJECT}"
+        f" and {ENV_IAM_ENDPOINT}"
+    ),
+}
+
+
+def refused_hint(method: str) -> str:
+    """What failed and which variables to check, after a run stopped on a refused credential."""
+    return _REFUSED_HINTS.get(method, "the credential was refused (401)")
 
 
 def _mask_id(value: str) -> str:
@@ -457,7 +477,11 @@ class IamPasswordLogin:
             self._refused = exc
             self._last_error = exc
             _log.error(
-                "auth.iam_login_failed", status=exc.status, error_code=exc.error_code, fatal=True
+                "auth.iam_login_failed",
+                status=exc.status,
+                error_code=exc.error_code,
+                error=str(exc),  # scrubbed: user, account, project and endpoint, no password
+                fatal=True,
             )
             raise
         except IamUnavailable as exc:

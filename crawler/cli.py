@@ -89,6 +89,7 @@ def _shard_from_job_index(environ: os._Environ[str]) -> str:
 
 
 def _run(config: Any) -> int:
+    from crawler.auth import refused_hint
     from crawler.runner import run_crawl
 
     try:
@@ -98,9 +99,10 @@ def _run(config: Any) -> int:
     for line in result.report.summary_lines():
         click.echo(line, err=True)
     if result.report.stop_reason == "unauthorized":
+        method = result.report.auth_method
         click.echo(
-            f"swr-crawler: authentication failed ({result.report.auth_method}): the endpoint "
-            "answered 401. Check the credential variables, then run again with --resume.",
+            f"swr-crawler: authentication failed ({method}): {refused_hint(method)}."
+            " Then run again with --resume.",
             err=True,
         )
     return result.exit_code
