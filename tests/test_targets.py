@@ -632,9 +632,9 @@ def test_reader_reports_progress_and_releases_the_file(tmp_path: Path) -> None:
 
 
 def test_reading_is_streamed(tmp_path: Path) -> None:
-    """200k lines (~6 MB) are read with a peak far below the file size: nothing accumulates."""
+    """100k lines (~3 MB) are read with a peak far below the file size: nothing accumulates."""
     path = tmp_path / "big.txt"
-    lines = 200_000
+    lines = 100_000
     with path.open("w") as out:
         out.writelines(
             f"team-{i % 100}/app/svc-{i}:v{i % 10}\n" if i % 50 else "Bad/x:1\n"
