@@ -59,6 +59,7 @@ import aiohttp
 import anyio
 import anyio.to_thread
 import structlog
+from yarl import URL
 
 from crawler import __version__, signer
 from crawler.errors import AuthenticationFailed, ConfigError
@@ -692,6 +693,29 @@ def _missing(names: Sequence[str], environ: Mapping[str, str]) -> list[str]:
     return [name for name in names if _env(environ, name) is None]
 
 
+def _iam_endpoint(value: str | None) -> str:
+    """``SWR_IAM_ENDPOINT`` checked up front: a malformed one would fail every login
+    as if IAM were down (retried, exit 1) instead of being a configuration error."""
+    if value is None:
+        return DEFAULT_IAM_ENDPOINT
+    try:
+        url = URL(value)
+    except ValueError:
+        url = None
+    if url is not None and (url.user is not None or url.password is not None):
+        # The value is not echoed: it holds a credential, and messages are logged.
+        raise ConfigError(
+            f"{ENV_IAM_ENDPOINT} must not contain a user name or password "
+            f"(they come from {ENV_IAM_USER} and {ENV_IAM_PASSWORD})"
+        )
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"{ENV_IAM_ENDPOINT} {value!r}: expected an http:// or https:// URL, "
+            f"e.g. {DEFAULT_IAM_ENDPOINT}"
+        )
+    return value
+
+
 def auth_from_env(
     environ: Mapping[str, str],
     *,
@@ -738,7 +762,7 @@ def auth_from_env(
             password=_env(environ, ENV_IAM_PASSWORD, strip=False) or "",
             domain=_env(environ, ENV_IAM_DOMAIN) or "",
             project=project or "",
-            endpoint=_env(environ, ENV_IAM_ENDPOINT) or DEFAULT_IAM_ENDPOINT,
+            endpoint=_iam_endpoint(_env(environ, ENV_IAM_ENDPOINT)),
             session=session,
             cache_path=_env(environ, ENV_IAM_TOKEN_CACHE),
             now=now,
