@@ -308,13 +308,13 @@ def _iam_error(body: bytes) -> tuple[str | None, str | None]:
         return None, None
     if not isinstance(data, dict):
         return None, None
+    # Huawei's own code (IAM.0004) says more than keystone's, which repeats the status.
+    code = data.get("error_code") or data.get("errorCode")
+    message = data.get("error_msg") or data.get("errorMsg") or data.get("errorMessage")
     inner = data.get("error")
     if isinstance(inner, dict):
-        code = inner.get("code")
-        message = inner.get("message") or inner.get("title")
-    else:
-        code = data.get("error_code") or data.get("errorCode")
-        message = data.get("error_msg") or data.get("errorMsg") or data.get("errorMessage")
+        code = code or inner.get("code")
+        message = message or inner.get("message") or inner.get("title")
     return (
         None if code is None else str(code),
         None if message is None else " ".join(str(message).split())[:200],
@@ -562,7 +562,10 @@ class IamPasswordLogin:
         if status in (200, 201) and subject:
             return self._token_from(subject, raw, received)
         code, message = _iam_error(raw)
-        why = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        shown = code if code and code != str(status) else None
+        why = (
+            f"HTTP {status}" + (f" {shown}" if shown else "") + (f": {message}" if message else "")
+        )
         if status in (200, 201):
             why = f"HTTP {status} without an X-Subject-Token header"
         text = self._scrub(f"IAM password login failed: {why} ({self._describe()})")
