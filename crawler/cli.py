@@ -8,6 +8,7 @@ problem becomes one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any, NoReturn
 
@@ -92,12 +93,24 @@ def _run(config: Any) -> int:
     from crawler.auth import refused_hint
     from crawler.runner import run_crawl
 
+    # Until the run installs its own handlers (and after it removes them), a
+    # signal ends the process quietly with status 1: nothing is written then.
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         result = anyio.run(run_crawl, config)
+        for line in result.report.summary_lines():
+            click.echo(line, err=True)
     except ConfigError as exc:
         fail_usage(str(exc))
-    for line in result.report.summary_lines():
-        click.echo(line, err=True)
+    except KeyboardInterrupt:
+        click.echo("swr-crawler: interrupted", err=True)
+        return 1
+    if result.report.error is not None:
+        click.echo(
+            f"swr-crawler: cannot write the output: {result.report.error}. Published files are "
+            "complete; free some space, then run again with --resume.",
+            err=True,
+        )
     if result.report.stop_reason == "unauthorized":
         method = result.report.auth_method
         click.echo(
@@ -106,6 +119,10 @@ def _run(config: Any) -> int:
             err=True,
         )
     return result.exit_code
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _register_optional() -> None:

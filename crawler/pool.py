@@ -18,7 +18,9 @@ starve the healthy ones. The pool knows neither aiohttp (see
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -27,6 +29,7 @@ from typing import Protocol
 import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.lowlevel import current_token
 
 from crawler.client import Response, TransportError
 from crawler.errors import (
@@ -62,6 +65,12 @@ class Sink(Protocol):
     async def wait_for_room(self) -> None: ...
 
 
+class Recorded(Protocol):
+    """What ``--resume`` knows is already recorded (see :mod:`crawler.checkpoint`)."""
+
+    def holds(self, item: Target | InvalidTarget) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how patiently a target is retried."""
@@ -77,6 +86,7 @@ class RunControl:
     def __init__(self) -> None:
         self.stop_reason: str | None = None
         self._stopped = anyio.Event()
+        self._scopes: list[anyio.CancelScope] = []
 
     def stopping(self) -> bool:
         """True once a stop was asked for: take no new target, send no new request."""
@@ -87,6 +97,15 @@ class RunControl:
         if self.stop_reason is None:
             self.stop_reason = reason
             self._stopped.set()
+            for scope in self._scopes:
+                scope.cancel()
+
+    def cancel_on_stop(self, scope: anyio.CancelScope) -> anyio.CancelScope:
+        """Have a stop cancel ``scope`` (for waits that must not outlast a stop)."""
+        self._scopes.append(scope)
+        if self.stopping():
+            scope.cancel()
+        return scope
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when a stop is asked for."""
@@ -106,7 +125,7 @@ class Intake:
         stats: RunStats,
         *,
         shard: tuple[int, int] = (0, 1),
-        recorded: SeenSet | None = None,
+        recorded: Recorded | None = None,
     ) -> None:
         self._items = iter(items)
         self._stats = stats
@@ -124,7 +143,7 @@ class Intake:
             if not self._seen.add(key):
                 self._stats.duplicates += 1
                 continue
-            if self._recorded is not None and key in self._recorded:
+            if self._recorded is not None and self._recorded.holds(item):
                 self._stats.skipped_resume += 1
                 continue
             yield item
@@ -134,6 +153,41 @@ class Intake:
         admitted = self._admitted()
         while batch := list(islice(admitted, size)):
             yield batch
+
+
+Batch = list[Target | InvalidTarget]
+
+
+@asynccontextmanager
+async def _read_in_thread(
+    batches: Iterator[Batch],
+) -> AsyncIterator[ObjectReceiveStream[Batch | BaseException]]:
+    """Read ``batches`` in a daemon thread; yield a stream of them, or of the error that ended them.
+
+    Not an anyio worker thread: a read that never returns (stdin from a pipe
+    whose writer stays open) must neither hold up a stop nor keep the process
+    alive at exit, and a worker thread can be neither abandoned nor killed.
+    """
+    send, receive = anyio.create_memory_object_stream[Batch | BaseException](1)
+    token = current_token()
+    gone = (anyio.RunFinishedError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                anyio.from_thread.run(send.send, batch, token=token)
+        except gone:
+            pass
+        except BaseException as exc:  # handed to the event loop, raised there
+            with suppress(*gone):
+                anyio.from_thread.run(send.send, exc, token=token)
+        finally:
+            with suppress(*gone):
+                anyio.from_thread.run_sync(send.close, token=token)
+
+    threading.Thread(target=pump, name="swr-crawler-intake", daemon=True).start()
+    with send, receive:  # closed here too: the thread may outlive the event loop
+        yield receive
 
 
 def _now() -> datetime:
@@ -176,20 +230,20 @@ class Crawler:
             tg.start_soon(self._produce, intake, send)
 
     async def _produce(self, intake: Intake, send: ObjectSendStream[Target]) -> None:
-        batches = intake.batches()
-        async with send:
-            while not self._control.stopping():
-                batch = await anyio.to_thread.run_sync(next, batches, None)
-                if batch is None:
-                    return
-                for item in batch:
-                    if self._control.stopping():
-                        return
-                    self._stats.targets += 1
-                    if isinstance(item, InvalidTarget):
-                        self._record_invalid(item)
-                    else:
-                        await send.send(item)
+        async with send, _read_in_thread(intake.batches()) as batches:
+            # A stop ends the wait for input (or for a free worker) at once.
+            with self._control.cancel_on_stop(anyio.CancelScope()):
+                async for batch in batches:
+                    if isinstance(batch, BaseException):
+                        raise batch
+                    for item in batch:
+                        if self._control.stopping():
+                            return
+                        self._stats.targets += 1
+                        if isinstance(item, InvalidTarget):
+                            self._record_invalid(item)
+                        else:
+                            await send.send(item)
 
     def _record_invalid(self, item: InvalidTarget) -> None:
         self._stats.errors[ErrorKind.INVALID_TARGET] += 1

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from crawler import __version__
+from crawler.checkpoint import DatasetCounts
 from crawler.config import CrawlConfig
 from crawler.errors import DEFINITIVE_KINDS
 from crawler.schema import SCHEMA_VERSION
@@ -22,6 +23,7 @@ from crawler.sink import atomic_write_bytes
 from crawler.stats import RunStats
 
 RUN_FILE = "run.json"
+SEGMENT_KEYS = ("run_id", "started_at", "ended_at", "complete", "stop_reason", "counts", "files")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -30,9 +32,22 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+#: Counters that add up over the segments of a resumed run.
+SUMMED = ("requests", "retries", "throttled_429")
+
+
 @dataclass(slots=True)
 class RunReport:
-    """Everything ``run.json`` says about one run."""
+    """Everything ``run.json`` says about a run: this process's segment and the whole run.
+
+    A run may take several processes (segments): the first, then one per
+    ``--resume``. The document keeps one entry per segment under
+    ``segments`` and, at the top level, the whole run: the first segment's
+    ``run_id`` and start, counts over the published files (``ok`` = rows of
+    ``tags``, ``errors`` by kind over the final ``errors`` files, ``targets``
+    = targets recorded), requests/retries/429s summed over the segments, and
+    ``complete`` as of the last segment.
+    """
 
     run_id: str
     config: CrawlConfig
@@ -43,7 +58,18 @@ class RunReport:
     ended_at: datetime | None = None
     elapsed_seconds: float = 0.0
     stop_reason: str | None = None
+    error: str | None = None
+    """Why the output could not be written (a full disk), if that stopped the run."""
     files: dict[str, list[str]] = field(default_factory=dict)
+    """The files this segment published."""
+    previous: dict[str, Any] | None = None
+    """The ``run.json`` of the earlier segments (None for the first)."""
+    targets_sha256: str | None = None
+    totals: DatasetCounts | None = None
+    """What every segment's published files hold (set by the runner)."""
+    run_file: str = RUN_FILE
+    run_files: dict[str, list[str]] | None = None
+    """Every published file of the run, all segments (set by the runner at the end)."""
 
     @property
     def complete(self) -> bool:
@@ -51,37 +77,90 @@ class RunReport:
         return self.ended_at is not None and self.stop_reason is None
 
     @property
+    def errors(self) -> dict[str, int]:
+        """Error rows by kind over the whole run (this segment's until totals are known)."""
+        if self.totals is not None:
+            return self.totals.errors
+        return {str(kind): n for kind, n in self.stats.errors.items()}
+
+    @property
     def exit_code(self) -> int:
         """0 when complete and every failure was definitive, else 1."""
         if not self.complete:
             return 1
-        transient = {k for k in self.stats.errors if k not in DEFINITIVE_KINDS}
-        return 1 if any(self.stats.errors[k] for k in transient) else 0
+        transient = {k for k in self.errors if k not in DEFINITIVE_KINDS}
+        return 1 if any(self.errors[k] for k in transient) else 0
+
+    def earlier_segments(self) -> list[dict[str, Any]]:
+        """The segments recorded by earlier processes; one that never ended is marked killed."""
+        previous = self.previous
+        if previous is None:
+            return []
+        segments = previous.get("segments")
+        if not isinstance(segments, list):  # a run.json written before segments existed
+            segments = [{k: previous.get(k) for k in SEGMENT_KEYS}]
+        marked = []
+        for segment in segments:
+            segment = dict(segment)
+            if segment.get("ended_at") is None:
+                segment["complete"] = False
+                segment["stop_reason"] = segment.get("stop_reason") or "killed"
+            marked.append(segment)
+        return marked
+
+    def segment(self) -> dict[str, Any]:
+        """This process's entry in ``segments``."""
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "complete": self.complete,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "counts": self.stats.as_dict(),
+            "files": self.files,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document."""
-        elapsed = self.elapsed_seconds
+        segments = [*self.earlier_segments(), self.segment()]
+        first = segments[0]
+        counts = self.stats.as_dict()
+        for name in SUMMED:
+            counts[name] = sum(int((s.get("counts") or {}).get(name) or 0) for s in segments)
+        errors = self.errors
+        counts["errors"] = dict(sorted(errors.items()))
+        counts["errors_total"] = sum(errors.values())
+        if self.totals is not None:
+            counts["ok"] = self.totals.ok
+            counts["targets"] = self.totals.targets
+        elapsed = sum(float(s.get("elapsed_seconds") or 0.0) for s in segments)
         return {
-            "run_id": self.run_id,
+            "run_id": first["run_id"],
             "crawler_version": __version__,
             "schema_version": SCHEMA_VERSION,
-            "started_at": self.started_at.isoformat(),
+            "targets_sha256": self.targets_sha256,
+            "started_at": first["started_at"],
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "complete": self.complete,
             "stop_reason": self.stop_reason,
             "exit_code": self.exit_code if self.ended_at else None,
             "endpoint": self.endpoint,
             "auth_method": self.auth_method,
-            "counts": self.stats.as_dict(),
+            "counts": counts,
             "elapsed_seconds": round(elapsed, 3),
-            "rows_per_second": round(self.stats.done / elapsed, 1) if elapsed > 0 else 0.0,
+            "rows_per_second": round(self.stats.done / self.elapsed_seconds, 1)
+            if self.elapsed_seconds > 0
+            else 0.0,
             "config": self.config.as_public_dict(),
-            "files": self.files,
+            "files": self.files if self.run_files is None else self.run_files,
+            "segments": segments,
         }
 
     def write(self, out_dir: Path) -> Path:
         """Write ``run.json`` atomically."""
-        path = out_dir / RUN_FILE
+        path = out_dir / self.run_file
         atomic_write_bytes(path, orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
         return path
 
@@ -91,9 +170,19 @@ class RunReport:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(counts.errors.items())) or "none"
         state = "complete" if self.complete else f"INCOMPLETE ({self.stop_reason})"
         rate = counts.done / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
-        return [
+        lines = [
             f"run {self.run_id}: {state} in {self.elapsed_seconds:.1f}s ({rate:.0f} rows/s)",
             f"  targets {counts.targets}: ok {counts.ok}, errors {sum(counts.errors.values())}"
             f" ({errors}); duplicates dropped {counts.duplicates}",
             f"  requests {counts.requests}, retries {counts.retries}, 429s {counts.throttled}",
         ]
+        if self.previous is not None:
+            lines.insert(1, f"  resumed: {counts.skipped_resume} targets already recorded, skipped")
+        if self.previous is not None and self.totals is not None:
+            whole = self.as_dict()
+            total_errors = ", ".join(f"{k} {v}" for k, v in self.totals.errors.items()) or "none"
+            lines.append(
+                f"  whole run {whole['run_id']} ({len(whole['segments'])} segments): targets "
+                f"{self.totals.targets}: ok {self.totals.ok}, errors ({total_errors})"
+            )
+        return lines

@@ -10,19 +10,35 @@ from __future__ import annotations
 import os
 import random
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
 
 from crawler.auth import auth_from_env
+from crawler.checkpoint import (
+    DATASETS,
+    Checkpoint,
+    check_compatible,
+    count_rows,
+    has_run,
+    load_run_file,
+    lock_file_name,
+    own_parts,
+    read_checkpoint,
+    run_file_name,
+    targets_fingerprint,
+)
 from crawler.client import SwrClient, new_session
 from crawler.config import CrawlConfig, effective_endpoint
 from crawler.errors import ConfigError
 from crawler.limits import RateLimiter
+from crawler.lock import OutputLock
 from crawler.pool import Crawler, Intake, RetryPolicy, RunControl
 from crawler.progress import count_lines, show_progress, wanted
 from crawler.report import RunReport, new_run_id
@@ -72,36 +88,134 @@ async def run_crawl(
     items: Iterable[Target | InvalidTarget] | None = None,
     handle_signals: bool = True,
 ) -> RunResult:
-    """Run one crawl to its end (or its stop) and write ``run.json``.
+    """Run one crawl (one segment of a run) to its end or its stop, and write ``run.json``.
 
     ``items`` replaces reading ``config.targets`` (used by the demo and tests).
-    Raises :class:`ConfigError` before any request for a usage problem.
+    Raises :class:`ConfigError` before any request for a usage problem, a
+    locked output, or an output that cannot be resumed.
     """
-    environ = os.environ if environ is None else environ
+    # Installed first: from here on SIGINT/SIGTERM are queued and handled by
+    # _watch_signals, never raised as KeyboardInterrupt in the middle of set-up.
+    receiver = (
+        anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        if handle_signals
+        else nullcontext(None)
+    )
+    with receiver as signals:
+        return await _run(config, os.environ if environ is None else environ, items, signals)
+
+
+async def _run(
+    config: CrawlConfig,
+    environ: Mapping[str, str],
+    items: Iterable[Target | InvalidTarget] | None,
+    signals: AsyncIterator[int] | None,
+) -> RunResult:
+    targets_path: str | None = None
     if items is None:
-        path = _check_targets_readable(config.targets)
-        items = iter_targets(path, config.targets_format)
+        targets_path = _check_targets_readable(config.targets)
+        items = iter_targets(targets_path, config.targets_format)
     endpoint = effective_endpoint(config)
     out_dir = Path(config.out)
     session = new_session(timeout=config.timeout, max_connections=config.concurrency)
+    lock = OutputLock(out_dir / lock_file_name(config.shard))
     try:
         auth = auth_from_env(environ, region=config.region, session=session)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any task
+            lock.acquire()
+        except OSError as exc:
+            raise ConfigError(f"out {out_dir}: {exc.strerror or exc}") from None
     except BaseException:
         await session.close()
         raise
-    client = SwrClient(
-        endpoint,
-        auth,
-        timeout=config.timeout,
-        max_connections=config.concurrency,
-        session=session,
-    )
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any task
-    except OSError as exc:
-        await session.close()
-        raise ConfigError(f"out {out_dir}: {exc.strerror or exc}") from None
+        client = SwrClient(
+            endpoint,
+            auth,
+            timeout=config.timeout,
+            max_connections=config.concurrency,
+            session=session,
+        )
+        try:
+            checkpoint, fingerprint = await _open_output(config, out_dir, targets_path)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await auth.aclose()
+                await session.close()
+            raise
+        return await _crawl(
+            config,
+            endpoint,
+            out_dir,
+            items,
+            client,
+            auth,
+            session,
+            signals,
+            checkpoint,
+            fingerprint,
+        )
+    finally:
+        lock.release()
 
+
+async def _open_output(
+    config: CrawlConfig, out_dir: Path, targets_path: str | None
+) -> tuple[Checkpoint, str | None]:
+    """Refuse an output that holds another run; on --resume, read what it recorded."""
+    if not config.resume and has_run(out_dir, config.shard):
+        raise ConfigError(
+            f"out {out_dir} already holds a run: add --resume to continue it, or give another --out"
+        )
+    fingerprint = None
+    if targets_path is not None and targets_path != "-":
+        fingerprint = await anyio.to_thread.run_sync(targets_fingerprint, targets_path)
+    if not config.resume:
+        return Checkpoint(), fingerprint
+    previous = load_run_file(out_dir, config.shard)
+    check_compatible(
+        previous, out_dir / run_file_name(config.shard), fingerprint, stdin=targets_path == "-"
+    )
+    started = anyio.current_time()
+    checkpoint = await anyio.to_thread.run_sync(read_checkpoint, out_dir, config.shard)
+    checkpoint.previous = previous
+    log.info(
+        "crawl.resume_read",
+        recorded=len(checkpoint.recorded),
+        tags_rows=checkpoint.tags_rows,
+        errors_kept=checkpoint.errors_kept,
+        transient_dropped=sum(checkpoint.transient_dropped.values()),
+        files_rewritten=checkpoint.files_rewritten,
+        tmp_removed=checkpoint.tmp_removed,
+        seconds=round(anyio.current_time() - started, 3),
+    )
+    return checkpoint, fingerprint
+
+
+class _Stops:
+    """The two ways a run is stopped early, and why."""
+
+    def __init__(self) -> None:
+        #: Gets a deadline at the first signal: requests in flight get GRACE_SECONDS.
+        self.crawl = anyio.CancelScope()
+        #: Cancelled by a second signal or an output failure: stop at once.
+        self.work = anyio.CancelScope()
+        self.output_error: OSError | None = None
+
+
+async def _crawl(
+    config: CrawlConfig,
+    endpoint: str,
+    out_dir: Path,
+    items: Iterable[Target | InvalidTarget],
+    client: SwrClient,
+    auth: Any,
+    session: Any,
+    signals: AsyncIterator[int] | None,
+    checkpoint: Checkpoint,
+    fingerprint: str | None,
+) -> RunResult:
     run_id = new_run_id()
     stats = RunStats()
     report = RunReport(
@@ -111,8 +225,10 @@ async def run_crawl(
         auth_method=auth.method,
         started_at=datetime.now(UTC),
         stats=stats,
+        previous=checkpoint.previous,
+        targets_sha256=fingerprint,
+        run_file=run_file_name(config.shard),
     )
-    report.write(out_dir)
     writer = OutputWriter(
         out_dir,
         run_id,
@@ -121,6 +237,7 @@ async def run_crawl(
         file_rows=config.file_rows,
     )
     control = RunControl()
+    stops = _Stops()
     crawler = Crawler(
         fetcher=client,
         sink=writer,
@@ -131,46 +248,54 @@ async def run_crawl(
         control=control,
         rng=random.Random(config.seed),
     )
-    intake = Intake(items, stats, shard=config.shard)
-    log.info(
-        "crawl.started",
-        run_id=run_id,
-        endpoint=endpoint,
-        auth_method=auth.method,
-        out=str(out_dir),
-        concurrency=config.concurrency,
-        rate=config.rate,
-    )
+    recorded = checkpoint.recorded if config.resume else None
+    intake = Intake(items, stats, shard=config.shard, recorded=recorded)
     started = anyio.current_time()
-    hard_stop = False
     try:
+        report.totals = await anyio.to_thread.run_sync(count_rows, out_dir, config.shard)
+        report.write(out_dir)
+        log.info(
+            "crawl.started",
+            run_id=run_id,
+            resumed=checkpoint.previous is not None,
+            endpoint=endpoint,
+            auth_method=auth.method,
+            out=str(out_dir),
+            concurrency=config.concurrency,
+            rate=config.rate,
+        )
         async with anyio.create_task_group() as services:
-            services.start_soon(writer.run)
+            if signals is not None:
+                services.start_soon(_watch_signals, signals, control, stops)
+            services.start_soon(_write, writer, control, stops)
             if wanted(config.progress):
-                total = None if config.targets is None else count_lines(config.targets)
-                services.start_soon(show_progress, stats, lambda: total)
-            with anyio.CancelScope() as crawl_scope:
-                if handle_signals:
-                    services.start_soon(_watch_signals, control, crawl_scope)
-                await crawler.run(intake)
-            hard_stop = crawl_scope.cancelled_caught and control.stop_reason == "second signal"
+                services.start_soon(_progress, stats, config.targets)
+            with stops.work:
+                with stops.crawl:
+                    await crawler.run(intake)
+                try:
+                    await writer.flush(force=True)  # not shielded: a second signal cuts it short
+                except OSError as exc:
+                    _output_failed(exc, control, stops)
             services.cancel_scope.cancel()
+        # No writer thread runs any more: dropping the open files is safe.
+        if stops.work.cancelled_caught or stops.output_error is not None:
+            # On a failure the temporary file stays hidden; the next --resume removes it.
+            with suppress(OSError):
+                writer.abort()
     finally:
-        if hard_stop:
-            writer.abort()
-        else:
-            await writer.close()
         with anyio.CancelScope(shield=True):
             await auth.aclose()
             await session.close()
-        report.elapsed_seconds = anyio.current_time() - started
-        report.ended_at = datetime.now(UTC)
-        report.stop_reason = control.stop_reason
-        report.files = {
-            "tags": [p.name for p in writer.tags.files],
-            "errors": [p.name for p in writer.errors.files],
-        }
-        report.write(out_dir)
+            report.elapsed_seconds = anyio.current_time() - started
+            report.ended_at = datetime.now(UTC)
+            report.stop_reason = control.stop_reason
+            report.error = _describe(stops.output_error)
+            report.files = {
+                "tags": [p.name for p in writer.tags.files],
+                "errors": [p.name for p in writer.errors.files],
+            }
+            await _finish_report(report, out_dir, config.shard)
     log.info(
         "crawl.finished",
         run_id=run_id,
@@ -183,18 +308,63 @@ async def run_crawl(
     return RunResult(report, out_dir)
 
 
-async def _watch_signals(control: RunControl, crawl_scope: anyio.CancelScope) -> None:
+async def _finish_report(report: RunReport, out_dir: Path, shard: tuple[int, int]) -> None:
+    """Count what every segment published and write run.json (best effort on a full disk)."""
+    try:
+        report.totals = await anyio.to_thread.run_sync(count_rows, out_dir, shard)
+        report.run_files = {
+            name: [p.name for p in own_parts(out_dir / name, shard)] for name in DATASETS
+        }
+        report.write(out_dir)
+    except OSError as exc:
+        if report.error is None:
+            report.error = _describe(exc)
+        log.error("crawl.run_file_not_written", error=_describe(exc))
+
+
+def _describe(exc: OSError | None) -> str | None:
+    if exc is None:
+        return None
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+def _output_failed(exc: OSError, control: RunControl, stops: _Stops) -> None:
+    """The output cannot be written (a full disk): stop at once, nothing half-written stays."""
+    if stops.output_error is None:
+        stops.output_error = exc
+        log.error("crawl.output_failed", error=_describe(exc))
+    control.stop("output error")
+    stops.work.cancel()
+
+
+async def _write(writer: OutputWriter, control: RunControl, stops: _Stops) -> None:
+    try:
+        await writer.run()
+    except OSError as exc:
+        _output_failed(exc, control, stops)
+
+
+async def _progress(stats: RunStats, targets: str | None) -> None:
+    total: int | None = None
+    if targets is not None:  # counted in a thread: a big file must not stall the event loop
+        total = await anyio.to_thread.run_sync(count_lines, targets, abandon_on_cancel=True)
+    await show_progress(stats, lambda: total)
+
+
+async def _watch_signals(signals: AsyncIterator[int], control: RunControl, stops: _Stops) -> None:
     """First SIGINT/SIGTERM: stop taking work, give requests in flight a grace period.
 
-    Second: stop at once (buffered rows are dropped, never half-written).
+    Second: stop at once (rows not yet published are dropped, never half-written).
     """
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if not control.stopping():
-                control.stop(f"signal {signal.Signals(signum).name}")
-                log.warning("crawl.stopping", reason=control.stop_reason, grace=GRACE_SECONDS)
-                crawl_scope.deadline = anyio.current_time() + GRACE_SECONDS
-            else:
-                control.stop_reason = "second signal"
-                crawl_scope.cancel()
-                return
+    first = True
+    async for signum in signals:
+        if first:
+            first = False
+            control.stop(f"signal {signal.Signals(signum).name}")
+            log.warning("crawl.stopping", reason=control.stop_reason, grace=GRACE_SECONDS)
+            stops.crawl.deadline = min(stops.crawl.deadline, anyio.current_time() + GRACE_SECONDS)
+        else:
+            control.stop_reason = "second signal"
+            log.warning("crawl.stopping_now", reason="second signal")
+            stops.work.cancel()

@@ -1,0 +1,133 @@
+"""One run per output: an exclusive ``flock`` on a lock file inside ``--out``.
+
+The lock is the kernel's, not the file's existence: ``fcntl.flock`` is
+released when the holding process dies, however it dies (SIGKILL, OOM,
+power loss), so a lock file left behind by a dead run is simply taken over.
+The file's content (pid, host, start time) is only there for the message a
+second run prints. The file is never deleted: unlinking a locked file would
+let a third process lock a new inode while the second still holds the old one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import structlog
+
+from crawler.errors import ConfigError
+
+log = structlog.get_logger("crawler")
+
+
+class OutputLocked(ConfigError):
+    """Another live process holds the output's lock (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds (or held) a lock, as written in the lock file."""
+
+    pid: int | None
+    host: str | None
+    started_at: str | None
+
+    def describe(self) -> str:
+        """``pid 123 on host h since 2026-...`` (what is known of it)."""
+        parts = [f"pid {self.pid}" if self.pid is not None else "an unknown process"]
+        if self.host:
+            parts.append(f"on host {self.host}")
+        if self.started_at:
+            parts.append(f"since {self.started_at}")
+        return " ".join(parts)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Holder | None:
+        """The holder recorded in a lock file's bytes; None when empty or unreadable."""
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        pid = doc.get("pid")
+        return cls(
+            pid=pid if isinstance(pid, int) else None,
+            host=str(doc["host"]) if doc.get("host") else None,
+            started_at=str(doc["started_at"]) if doc.get("started_at") else None,
+        )
+
+
+class OutputLock:
+    """An exclusive, non-blocking lock on ``path``, held until :meth:`release`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.previous: Holder | None = None
+        """The holder recorded by a dead process whose lock was taken over, if any."""
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`OutputLocked` naming the live holder."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Holder.parse(_read_all(fd))
+            os.close(fd)
+            who = holder.describe() if holder else "another process"
+            raise OutputLocked(
+                f"out {self.path.parent}: another crawl is writing here ({who}; lock file "
+                f"{self.path}); wait for it to finish, or use another --out"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self.previous = Holder.parse(_read_all(fd))
+        if self.previous is not None:
+            log.warning(
+                "crawl.stale_lock_taken_over",
+                lock=str(self.path),
+                previous=self.previous.describe(),
+            )
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, orjson.dumps(record) + b"\n", 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Empty the file (a clean end leaves no holder behind) and unlock."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass  # a full or read-only disk: the flock is what matters
+        finally:
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 65536, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
