@@ -222,7 +222,6 @@ async def test_iam_token_expiring_mid_run_is_renewed_once_per_expiry(tmp_path: P
     # 16 workers: one login per worker per expiry would be far above this bound.
     assert 2 <= logins <= elapsed / RENEW_EVERY + 2, (logins, elapsed)
     assert sum(outcome.tags.column("attempts").to_pylist()) == sent == len(keys) + unauthorized
-    print(f"IAM logins {logins} in {elapsed:.2f}s (ttl {TTL}s), 401s {unauthorized}")
 
 
 async def test_iam_token_revoked_mid_run_causes_one_login_for_all_workers(tmp_path: Path) -> None:
@@ -402,6 +401,7 @@ def test_cli_without_credentials_exits_2_naming_the_variables(
         ("aksk", {**AKSK_ENV, "CLOUD_SDK_SK": "not-the-secret-key"}),
         ("iam", {"SWR_IAM_PASSWORD": "Wrong-password!"}),
     ],
+    ids=["wrong-sk", "wrong-password"],
 )
 def test_cli_bad_credential_exits_1_naming_the_method(
     tmp_path: Path, threaded_sandbox: RunningSandbox, method: str, env: dict[str, str]
