@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 import anyio
@@ -78,7 +79,21 @@ def crawl(config_path: str | None, no_progress: bool, **flags: Any) -> None:
     except ConfigError as exc:
         fail_usage(str(exc))
     configure_logging(config.log_format)
-    sys.exit(_run(config))
+    code = _run(config)
+    if _intake_blocked():
+        # The intake thread is stuck in a read of stdin (the pipe's writer is
+        # still open) holding stdin's lock: a normal interpreter exit would
+        # abort on that lock. Every file is closed and run.json written by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _intake_blocked() -> bool:
+    from crawler.pool import INTAKE_THREAD
+
+    return any(t.name == INTAKE_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 def _shard_from_job_index(environ: os._Environ[str]) -> str:

@@ -47,6 +47,7 @@ from crawler.targets import InvalidTarget, SeenSet, Target, in_shard
 log = structlog.get_logger("crawler")
 
 INTAKE_BATCH = 2048
+INTAKE_THREAD = "swr-crawler-intake"
 
 
 class Fetcher(Protocol):
@@ -185,7 +186,7 @@ async def _read_in_thread(
             with suppress(*gone):
                 anyio.from_thread.run_sync(send.close, token=token)
 
-    threading.Thread(target=pump, name="swr-crawler-intake", daemon=True).start()
+    threading.Thread(target=pump, name=INTAKE_THREAD, daemon=True).start()
     with send, receive:  # closed here too: the thread may outlive the event loop
         yield receive
 
