@@ -203,9 +203,16 @@ def load_run_file(out_dir: Path, shard: tuple[int, int]) -> dict[str, Any] | Non
 
 
 def check_compatible(
-    previous: dict[str, Any] | None, path: Path, targets_sha256: str | None, stdin: bool
+    previous: dict[str, Any] | None,
+    path: Path,
+    targets_sha256: str | None,
+    unchecked: str | None = None,
 ) -> None:
-    """Refuse to mix runs: another schema version or another targets file is exit 2."""
+    """Refuse to mix runs: another schema version or another targets file is exit 2.
+
+    ``unchecked`` says why this segment's targets have no fingerprint to compare
+    (stdin, discovery): a warning then, not an error.
+    """
     if previous is None:
         return
     version = str(previous.get("schema_version", ""))
@@ -215,10 +222,10 @@ def check_compatible(
             f"{SCHEMA_VERSION}; resume with the crawler that started the run, or use another --out"
         )
     before = previous.get("targets_sha256")
-    if stdin or before is None:
+    if unchecked or before is None:
         log.warning(
             "crawl.resume_unchecked_targets",
-            reason="targets from stdin" if stdin else "the earlier run read stdin",
+            reason=unchecked or "the earlier run's targets had no fingerprint (stdin, discovery)",
             hint="make sure the targets are the same as the earlier run's",
         )
     elif targets_sha256 is not None and before != targets_sha256:

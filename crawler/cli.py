@@ -38,6 +38,11 @@ def cli() -> None:
 
 _CRAWL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--targets",), {"help": "Targets file (text, .csv, .jsonl); - for stdin."}),
+    (("--discover",), {"is_flag": True, "default": None, "help": "Targets from the registry."}),
+    (
+        ("--namespace", "namespaces"),
+        {"multiple": True, "help": "With --discover: only this namespace (repeatable)."},
+    ),
     (("--out",), {"help": "Output directory."}),
     (("--targets-format",), {"type": click.Choice(["auto", "text", "csv", "jsonl"])}),
     (("--endpoint",), {"help": "SWR API endpoint URL, e.g. http://127.0.0.1:8080."}),
@@ -74,6 +79,8 @@ def crawl(config_path: str | None, no_progress: bool, **flags: Any) -> None:
         flags["shard"] = _shard_from_job_index(os.environ)
     if no_progress:
         flags["progress"] = False
+    if not flags.get("namespaces"):
+        flags["namespaces"] = None  # click gives () for an unused multiple option
     try:
         config = build_config(flags, config_path=config_path)
     except ConfigError as exc:

@@ -29,6 +29,10 @@ class CrawlConfig:
     """Targets file, ``-`` for stdin."""
     targets_format: str = "auto"
     """``auto`` (by extension), ``text``, ``csv`` or ``jsonl``."""
+    discover: bool = False
+    """Take the targets from the registry's list APIs instead of a file."""
+    namespaces: tuple[str, ...] = ()
+    """With ``discover``: only these namespaces (default: every visible one)."""
     endpoint: str | None = None
     """SWR API endpoint URL; derived from ``region`` when unset."""
     region: str | None = None
@@ -107,6 +111,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     try:
         if name == "shard":
             return parse_shard(str(value)) if not isinstance(value, tuple) else value
+        if name == "namespaces":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(item).strip() for item in items if str(item).strip())
         if isinstance(default, bool):
             if isinstance(value, bool):
                 return value
@@ -211,6 +218,10 @@ def validate(config: CrawlConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if config.discover and config.targets is not None:
+        raise ConfigError("give --targets or --discover, not both")
+    if config.namespaces and not config.discover:
+        raise ConfigError("--namespace only applies with --discover")
     if config.endpoint and not config.endpoint.startswith(("http://", "https://")):
         raise ConfigError(f"endpoint {config.endpoint!r}: must start with http:// or https://")
 

@@ -18,7 +18,8 @@ so the crawl starts long before discovery ends.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,17 +28,19 @@ import anyio
 import orjson
 import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler.client import Response, TransportError
 from crawler.errors import RETRYABLE_KINDS, AuthenticationFailed, ErrorKind, kind_for_status
 from crawler.limits import RateLimiter, backoff_delay, parse_retry_after
 from crawler.normalize import error_fields
+from crawler.pool import Batch, Intake, RunControl
 from crawler.targets import Target, validate
 
 log = structlog.get_logger("crawler")
 
 PAGE_SIZE = 1000  # the largest page the list APIs allow
+BATCH = 256  # discovered targets handed to the pool at once, at most
 
 
 class Getter(Protocol):
@@ -94,6 +97,16 @@ class DiscoveryStats:
     requests: int = 0
     failures: int = 0
 
+    def as_dict(self) -> dict[str, int]:
+        """The counters, for logs and run.json."""
+        return {
+            "namespaces": self.namespaces,
+            "repositories": self.repositories,
+            "tags": self.tags,
+            "requests": self.requests,
+            "failures": self.failures,
+        }
+
 
 class Discoverer:
     """Lists the registry and sends :class:`Target` s into a stream."""
@@ -120,7 +133,10 @@ class Discoverer:
     async def run(
         self, send: MemoryObjectSendStream[Target], namespaces: Sequence[str] = ()
     ) -> None:
-        """Discover every tag (of ``namespaces``, or of all visible ones); close ``send``."""
+        """Discover every tag (of ``namespaces``, or of all visible ones); close ``send``.
+
+        Raises :class:`AuthenticationFailed` when the credential is refused.
+        """
         async with send:
             names = list(namespaces) or await self._namespaces()
             self.stats.namespaces = len(names)
@@ -134,7 +150,7 @@ class Discoverer:
                 async with repos_send:
                     for namespace in names:
                         await self._list_repositories(namespace, repos_send)
-        log.info("discover.finished", **vars_of(self.stats))
+        log.info("discover.finished", **self.stats.as_dict())
 
     async def _namespaces(self) -> list[str]:
         body = await self._get_json("/v2/manage/namespaces", [])
@@ -230,12 +246,57 @@ class Discoverer:
             await anyio.sleep(backoff_delay(attempt, *self._backoff, self._rng))
 
 
-def vars_of(stats: DiscoveryStats) -> dict[str, int]:
-    """The counters as a dict (for logs and run.json)."""
-    return {
-        "namespaces": stats.namespaces,
-        "repositories": stats.repositories,
-        "tags": stats.tags,
-        "requests": stats.requests,
-        "failures": stats.failures,
-    }
+class DiscoverySource:
+    """Discovered targets as the worker pool's source (see :class:`crawler.pool.Source`).
+
+    Discovery runs beside the crawl: targets are deduplicated, sharded and
+    checked against ``--resume`` by the same :class:`~crawler.pool.Intake`
+    rules as a file's, as they arrive. A refused credential stops the run
+    like a 401 on a tag request.
+    """
+
+    def __init__(
+        self,
+        discoverer: Discoverer,
+        intake: Intake,
+        control: RunControl,
+        namespaces: Sequence[str] = (),
+    ) -> None:
+        self.discoverer = discoverer
+        self._intake = intake
+        self._control = control
+        self._namespaces = namespaces
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[AsyncIterable[Batch | BaseException]]:
+        """Start discovery; yield the admitted targets in batches as they are found."""
+        send, receive = anyio.create_memory_object_stream[Target](BATCH)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._discover, send)
+            try:
+                yield self._batches(receive)
+            finally:
+                tg.cancel_scope.cancel()  # the crawl stopped early: so does discovery
+
+    async def _discover(self, send: MemoryObjectSendStream[Target]) -> None:
+        try:
+            await self.discoverer.run(send, self._namespaces)
+        except AuthenticationFailed as exc:
+            log.error("discover.unauthorized", reason=str(exc))
+            self._control.stop("unauthorized")
+
+    async def _batches(self, receive: MemoryObjectReceiveStream[Target]) -> AsyncIterator[Batch]:
+        admit = self._intake.admit
+        async with receive:
+            async for first in receive:
+                batch: Batch = [first] if admit(first) else []
+                # Take whatever else is already waiting, without waiting for more.
+                while len(batch) < BATCH:
+                    try:
+                        target = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    if admit(target):
+                        batch.append(target)
+                if batch:
+                    yield batch

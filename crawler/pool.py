@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -134,26 +134,42 @@ class Intake:
         self._recorded = recorded
         self._seen = SeenSet()
 
-    def _admitted(self) -> Iterator[Target | InvalidTarget]:
+    def admit(self, item: Target | InvalidTarget) -> bool:
+        """Whether ``item`` is this run's to crawl (counting why not)."""
         index, count = self._shard
+        key = item.key
+        if count > 1 and not in_shard(key, index, count):
+            self._stats.skipped_shard += 1
+            return False
+        if not self._seen.add(key):
+            self._stats.duplicates += 1
+            return False
+        if self._recorded is not None and self._recorded.holds(item):
+            self._stats.skipped_resume += 1
+            return False
+        return True
+
+    def _admitted(self) -> Iterator[Target | InvalidTarget]:
+        admit = self.admit
         for item in self._items:
-            key = item.key
-            if count > 1 and not in_shard(key, index, count):
-                self._stats.skipped_shard += 1
-                continue
-            if not self._seen.add(key):
-                self._stats.duplicates += 1
-                continue
-            if self._recorded is not None and self._recorded.holds(item):
-                self._stats.skipped_resume += 1
-                continue
-            yield item
+            if admit(item):
+                yield item
 
     def batches(self, size: int = INTAKE_BATCH) -> Iterator[list[Target | InvalidTarget]]:
         """Lists of admitted items, ``size`` at most each."""
         admitted = self._admitted()
         while batch := list(islice(admitted, size)):
             yield batch
+
+    def open(self) -> AbstractAsyncContextManager[AsyncIterable[Batch | BaseException]]:
+        """The admitted items as a stream of batches, read in a thread."""
+        return _read_in_thread(self.batches())
+
+
+class Source(Protocol):
+    """Where the pool's targets come from: a file (:class:`Intake`) or discovery."""
+
+    def open(self) -> AbstractAsyncContextManager[AsyncIterable[Batch | BaseException]]: ...
 
 
 Batch = list[Target | InvalidTarget]
@@ -220,7 +236,7 @@ class Crawler:
         self._rng = rng or random.Random()
         self._slots = anyio.CapacityLimiter(concurrency)
 
-    async def run(self, intake: Intake) -> None:
+    async def run(self, source: Source) -> None:
         """Crawl every admitted target; returns when done or stopped."""
         send, receive = anyio.create_memory_object_stream[Target](self._concurrency * 4)
         workers = self._concurrency * 2
@@ -228,10 +244,10 @@ class Crawler:
             async with receive:
                 for _ in range(workers):
                     tg.start_soon(self._worker, receive.clone())
-            tg.start_soon(self._produce, intake, send)
+            tg.start_soon(self._produce, source, send)
 
-    async def _produce(self, intake: Intake, send: ObjectSendStream[Target]) -> None:
-        async with send, _read_in_thread(intake.batches()) as batches:
+    async def _produce(self, source: Source, send: ObjectSendStream[Target]) -> None:
+        async with send, source.open() as batches:
             # A stop ends the wait for input (or for a free worker) at once.
             with self._control.cancel_on_stop(anyio.CancelScope()):
                 async for batch in batches:

@@ -36,10 +36,11 @@ from crawler.checkpoint import (
 )
 from crawler.client import SwrClient, new_session
 from crawler.config import CrawlConfig, effective_endpoint
+from crawler.discover import Discoverer, DiscoverySource
 from crawler.errors import ConfigError
 from crawler.limits import RateLimiter
 from crawler.lock import OutputLock
-from crawler.pool import Crawler, Intake, RetryPolicy, RunControl
+from crawler.pool import Crawler, Intake, RetryPolicy, RunControl, Source
 from crawler.progress import count_lines, show_progress, wanted
 from crawler.report import RunReport, new_run_id
 from crawler.sink import OutputWriter
@@ -112,7 +113,7 @@ async def _run(
     signals: AsyncIterator[int] | None,
 ) -> RunResult:
     targets_path: str | None = None
-    if items is None:
+    if items is None and not config.discover:
         targets_path = _check_targets_readable(config.targets)
         items = iter_targets(targets_path, config.targets_format)
     endpoint = effective_endpoint(config)
@@ -174,9 +175,12 @@ async def _open_output(
     if not config.resume:
         return Checkpoint(), fingerprint
     previous = load_run_file(out_dir, config.shard)
-    check_compatible(
-        previous, out_dir / run_file_name(config.shard), fingerprint, stdin=targets_path == "-"
+    unchecked = (
+        "targets from the registry (--discover)"
+        if config.discover
+        else ("targets from stdin" if targets_path == "-" else None)
     )
+    check_compatible(previous, out_dir / run_file_name(config.shard), fingerprint, unchecked)
     started = anyio.current_time()
     checkpoint = await anyio.to_thread.run_sync(read_checkpoint, out_dir, config.shard)
     checkpoint.previous = previous
@@ -208,7 +212,7 @@ async def _crawl(
     config: CrawlConfig,
     endpoint: str,
     out_dir: Path,
-    items: Iterable[Target | InvalidTarget],
+    items: Iterable[Target | InvalidTarget] | None,
     client: SwrClient,
     auth: Any,
     session: Any,
@@ -238,10 +242,11 @@ async def _crawl(
     )
     control = RunControl()
     stops = _Stops()
+    limiter = RateLimiter(config.rate, config.burst)
     crawler = Crawler(
         fetcher=client,
         sink=writer,
-        limiter=RateLimiter(config.rate, config.burst),
+        limiter=limiter,
         policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
         concurrency=config.concurrency,
         stats=stats,
@@ -249,7 +254,20 @@ async def _crawl(
         rng=random.Random(config.seed),
     )
     recorded = checkpoint.recorded if config.resume else None
-    intake = Intake(items, stats, shard=config.shard, recorded=recorded)
+    intake = Intake(items or (), stats, shard=config.shard, recorded=recorded)
+    source: Source = intake
+    discovery: DiscoverySource | None = None
+    if config.discover:
+        discoverer = Discoverer(
+            client,
+            limiter,
+            max_attempts=config.max_attempts,
+            backoff_initial=config.backoff_initial,
+            backoff_max=config.backoff_max,
+            concurrency=min(4, config.concurrency),
+            rng=random.Random(config.seed),
+        )
+        source = discovery = DiscoverySource(discoverer, intake, control, config.namespaces)
     started = anyio.current_time()
     try:
         report.totals = await anyio.to_thread.run_sync(count_rows, out_dir, config.shard)
@@ -272,12 +290,19 @@ async def _crawl(
                 services.start_soon(_progress, stats, config.targets)
             with stops.work:
                 with stops.crawl:
-                    await crawler.run(intake)
+                    await crawler.run(source)
                 try:
                     await writer.flush(force=True)  # not shielded: a second signal cuts it short
                 except OSError as exc:
                     _output_failed(exc, control, stops)
             services.cancel_scope.cancel()
+        if discovery is not None:
+            stats.discovery = discovery.discoverer.stats.as_dict()
+            failures = discovery.discoverer.stats.failures
+            if failures and control.stop_reason is None:
+                # Some listings could not be read: targets may be missing, so the
+                # run is not complete; --resume discovers again.
+                control.stop_reason = f"discovery incomplete ({failures} listings failed)"
         # No writer thread runs any more: dropping the open files is safe.
         if stops.work.cancelled_caught or stops.output_error is not None:
             # On a failure the temporary file stays hidden; the next --resume removes it.

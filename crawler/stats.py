@@ -26,6 +26,8 @@ class RunStats:
     throttled: int = 0
     """HTTP 429 answers."""
     in_flight: int = 0
+    discovery: dict[str, int] | None = None
+    """What registry discovery did (--discover only)."""
 
     @property
     def done(self) -> int:
@@ -45,4 +47,5 @@ class RunStats:
             "requests": self.requests,
             "retries": self.retries,
             "throttled_429": self.throttled,
+            **({"discovery": self.discovery} if self.discovery is not None else {}),
         }

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import anyio
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from crawler.auth import StaticToken
 from crawler.client import SwrClient
+from crawler.config import build_config
 from crawler.discover import Discoverer, MarkerPager
-from crawler.errors import AuthenticationFailed
+from crawler.errors import AuthenticationFailed, ConfigError
 from crawler.limits import RateLimiter
+from crawler.runner import run_crawl
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
@@ -133,3 +138,63 @@ async def test_bad_token_raises_authentication_failed() -> None:
     group = info.value
     leaves = group.exceptions if isinstance(group, BaseExceptionGroup) else [group]
     assert any(isinstance(e, AuthenticationFailed) for e in leaves)
+
+
+@pytest.mark.anyio
+async def test_crawl_with_discover_fetches_the_whole_registry(tmp_path: Path) -> None:
+    """--discover crawls every tag the registry lists, each once, and run.json says so."""
+    config = SandboxConfig(
+        seed=8, namespaces=2, repos_per_namespace=4, tags_per_repo=5, tokens=frozenset({TOKEN})
+    )
+    async with running_sandbox(config) as sb:
+        expected = {f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()}
+        settings = build_config(
+            {
+                "out": str(tmp_path / "out"),
+                "endpoint": sb.url,
+                "discover": True,
+                "rate": 0,
+                "progress": False,
+            },
+            environ={},
+        )
+        result = await run_crawl(settings, environ={"SWR_AUTH_TOKEN": TOKEN}, handle_signals=False)
+    tags = pq.read_table(tmp_path / "out" / "tags").to_pylist()
+    keys = [f"{r['namespace']}/{r['repository']}:{r['tag']}" for r in tags]
+    assert sorted(keys) == sorted(expected)
+    assert result.exit_code == 0
+    report = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert report["complete"] is True
+    assert report["counts"]["discovery"]["tags"] == len(expected)
+
+
+@pytest.mark.anyio
+async def test_discover_limited_to_namespaces(tmp_path: Path) -> None:
+    """--namespace limits discovery to that namespace's tags."""
+    config = SandboxConfig(
+        seed=8, namespaces=3, repos_per_namespace=2, tags_per_repo=3, tokens=frozenset({TOKEN})
+    )
+    async with running_sandbox(config) as sb:
+        wanted = sb.catalogue.namespaces()[1]
+        settings = build_config(
+            {
+                "out": str(tmp_path / "out"),
+                "endpoint": sb.url,
+                "discover": True,
+                "namespaces": (wanted,),
+                "rate": 0,
+                "progress": False,
+            },
+            environ={},
+        )
+        await run_crawl(settings, environ={"SWR_AUTH_TOKEN": TOKEN}, handle_signals=False)
+    namespaces = set(pq.read_table(tmp_path / "out" / "tags").column("namespace").to_pylist())
+    assert namespaces == {wanted}
+
+
+def test_discover_and_targets_together_is_a_usage_error() -> None:
+    """--discover with --targets is rejected as ambiguous."""
+    with pytest.raises(ConfigError, match="not both"):
+        build_config(
+            {"out": "o", "endpoint": "http://h", "discover": True, "targets": "t"}, environ={}
+        )
