@@ -28,8 +28,9 @@ from typing import Protocol
 
 import anyio
 import structlog
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectReceiveStream
 from anyio.lowlevel import current_token
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler.client import Response, TransportError
 from crawler.errors import (
@@ -234,7 +235,9 @@ class Crawler:
         self._stats = stats
         self._control = control
         self._rng = rng or random.Random()
-        self._slots = anyio.CapacityLimiter(concurrency)
+        # fast_acquire: a free slot is taken without a trip round the event loop
+        # (the request that follows yields anyway); only a wait is a checkpoint.
+        self._slots = anyio.Semaphore(concurrency, fast_acquire=True)
 
     async def run(self, source: Source) -> None:
         """Crawl every admitted target; returns when done or stopped."""
@@ -246,7 +249,7 @@ class Crawler:
                     tg.start_soon(self._worker, receive.clone())
             tg.start_soon(self._produce, source, send)
 
-    async def _produce(self, source: Source, send: ObjectSendStream[Target]) -> None:
+    async def _produce(self, source: Source, send: MemoryObjectSendStream[Target]) -> None:
         async with send, source.open() as batches:
             # A stop ends the wait for input (or for a free worker) at once.
             with self._control.cancel_on_stop(anyio.CancelScope()):
@@ -260,7 +263,10 @@ class Crawler:
                         if isinstance(item, InvalidTarget):
                             self._record_invalid(item)
                         else:
-                            await send.send(item)
+                            try:  # no checkpoint per target while the stream has room
+                                send.send_nowait(item)
+                            except anyio.WouldBlock:
+                                await send.send(item)
 
     def _record_invalid(self, item: InvalidTarget) -> None:
         self._stats.errors[ErrorKind.INVALID_TARGET] += 1
@@ -279,9 +285,20 @@ class Crawler:
         )
         log.info("crawl.target_invalid", source=item.source, reason=item.reason)
 
-    async def _worker(self, receive: ObjectReceiveStream[Target]) -> None:
+    async def _worker(self, receive: MemoryObjectReceiveStream[Target]) -> None:
         async with receive:
-            async for target in receive:
+            while True:
+                # receive_nowait first: every target awaits a request anyway, so the
+                # checkpoint receive() takes before each item would only cost time.
+                try:
+                    target = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        target = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 if self._control.stopping():
                     return  # left unrecorded: --resume takes it up
                 await self._crawl_one(target)

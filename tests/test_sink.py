@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, SCHEMA_VERSION
-from crawler.sink import Dataset, OutputWriter, atomic_write_bytes
+from crawler.sink import Columns, Dataset, OutputWriter, atomic_write_bytes
 
 
 class FakeClock:
@@ -36,6 +36,14 @@ def error_row(i: int) -> dict[str, object]:
     }
 
 
+def buffered(ds: Dataset, n: int) -> Columns:
+    """``n`` error rows added to ``ds`` and taken back, ready for ``write``."""
+    for i in range(n):
+        ds.add(error_row(i))
+    rows, _ = ds.take()
+    return rows
+
+
 def test_rows_are_invisible_until_published_then_readable(tmp_path: Path) -> None:
     """Before commit only a hidden .tmp exists; after it a complete .parquet with all rows."""
     ds = Dataset(tmp_path, ERRORS_SCHEMA, "part-r", file_rows=1000)
@@ -45,7 +53,7 @@ def test_rows_are_invisible_until_published_then_readable(tmp_path: Path) -> Non
     ds.write(rows, since, commit=False)
     assert list(tmp_path.glob("*.parquet")) == []
     assert [p.name for p in tmp_path.iterdir()] == [".part-r-00001.parquet.tmp"]
-    ds.write([], None, commit=True)
+    ds.write(ds.take()[0], None, commit=True)  # nothing new: publish what is open
     files = list(tmp_path.glob("*.parquet"))
     assert [p.name for p in files] == ["part-r-00001.parquet"]
     assert pq.read_table(files[0]).column("tag").to_pylist() == [f"t{i}" for i in range(10)]
@@ -55,7 +63,7 @@ def test_rows_are_invisible_until_published_then_readable(tmp_path: Path) -> Non
 def test_files_rotate_at_file_rows(tmp_path: Path) -> None:
     """25 rows with file_rows=10 make three files of 10, 10 and 5 rows."""
     ds = Dataset(tmp_path, ERRORS_SCHEMA, "part-r", file_rows=10)
-    ds.write([error_row(i) for i in range(25)], 0.0, commit=True)
+    ds.write(buffered(ds, 25), 0.0, commit=True)
     counts = [pq.read_metadata(p).num_rows for p in sorted(tmp_path.glob("*.parquet"))]
     assert counts == [10, 10, 5]
     assert ds.rows_committed == 25
@@ -64,7 +72,7 @@ def test_files_rotate_at_file_rows(tmp_path: Path) -> None:
 def test_abort_leaves_only_published_files(tmp_path: Path) -> None:
     """A hard stop removes the temporary file and keeps what was published."""
     ds = Dataset(tmp_path, ERRORS_SCHEMA, "part-r", file_rows=5)
-    ds.write([error_row(i) for i in range(7)], 0.0, commit=False)
+    ds.write(buffered(ds, 7), 0.0, commit=False)
     ds.abort()
     assert [p.name for p in tmp_path.iterdir()] == ["part-r-00001.parquet"]
 

@@ -135,6 +135,13 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     help="JSON: target key -> list of actions.",
 )
 @click.option(
+    "--cache-size",
+    default=16384,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Tag-details answers kept built (an LRU; the benchmark keeps its whole catalogue).",
+)
+@click.option(
     "--targets-out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write every target, one a line, then serve.",
@@ -162,6 +169,7 @@ def sandbox_command(
     truncated_rate: float,
     retry_after_rate: float,
     scripts_path: Path | None,
+    cache_size: int,
     targets_out: Path | None,
 ) -> None:
     """Serve a local SWR look-alike (tag details, list APIs, IAM) with injectable faults."""
@@ -194,6 +202,7 @@ def sandbox_command(
         token_ttl=token_ttl,
         require_auth=not no_auth,
         faults=faults,
+        cache_size=cache_size,
     )
     if targets_out is not None:
         _write_targets(targets_out, Catalogue(seed, namespaces, repos, tags))
