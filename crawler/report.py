@@ -70,6 +70,8 @@ class RunReport:
     run_file: str = RUN_FILE
     run_files: dict[str, list[str]] | None = None
     """Every published file of the run, all segments (set by the runner at the end)."""
+    monotonic_start: float = 0.0
+    """The event loop's clock when the segment started (for interim elapsed times)."""
 
     @property
     def complete(self) -> bool:
@@ -158,10 +160,14 @@ class RunReport:
             "segments": segments,
         }
 
-    def write(self, out_dir: Path) -> Path:
-        """Write ``run.json`` atomically."""
+    def document(self) -> bytes:
+        """The run file's bytes, as of now (build it on the event loop: it reads live counters)."""
+        return orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+
+    def write(self, out_dir: Path, document: bytes | None = None) -> Path:
+        """Write the run file atomically (``document`` if given, else built now)."""
         path = out_dir / self.run_file
-        atomic_write_bytes(path, orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        atomic_write_bytes(path, self.document() if document is None else document)
         return path
 
     def summary_lines(self) -> list[str]:

@@ -268,7 +268,7 @@ async def _crawl(
             rng=random.Random(config.seed),
         )
         source = discovery = DiscoverySource(discoverer, intake, control, config.namespaces)
-    started = anyio.current_time()
+    started = report.monotonic_start = anyio.current_time()
     try:
         report.totals = await anyio.to_thread.run_sync(count_rows, out_dir, config.shard)
         report.write(out_dir)
@@ -286,6 +286,7 @@ async def _crawl(
             if signals is not None:
                 services.start_soon(_watch_signals, signals, control, stops)
             services.start_soon(_write, writer, control, stops)
+            services.start_soon(_keep_report_current, report, out_dir, config.commit_seconds)
             if wanted(config.progress):
                 services.start_soon(_progress, stats, config.targets)
             with stops.work:
@@ -368,6 +369,22 @@ async def _write(writer: OutputWriter, control: RunControl, stops: _Stops) -> No
         await writer.run()
     except OSError as exc:
         _output_failed(exc, control, stops)
+
+
+#: Fewest seconds between two interim writes of the run file.
+REPORT_INTERVAL_MIN = 5.0
+
+
+async def _keep_report_current(report: RunReport, out_dir: Path, commit_seconds: float) -> None:
+    """Rewrite the run file now and then, so a segment that is SIGKILLed still
+    leaves its request/retry/429 counts (as of its last write) for the next one."""
+    while True:
+        await anyio.sleep(max(commit_seconds, REPORT_INTERVAL_MIN))
+        report.elapsed_seconds = anyio.current_time() - report.monotonic_start
+        try:
+            await anyio.to_thread.run_sync(report.write, out_dir, report.document())
+        except OSError as exc:  # the writer task reports a full disk; this is best effort
+            log.warning("crawl.run_file_not_written", error=_describe(exc))
 
 
 async def _progress(stats: RunStats, targets: str | None) -> None:

@@ -273,3 +273,39 @@ async def test_resume_on_a_new_output_is_a_fresh_run(tmp_path: Path) -> None:
     assert len(report["segments"]) == 1
     assert report["counts"]["ok"] == 5
     assert report["targets_sha256"]
+
+
+@pytest.mark.anyio
+async def test_run_file_is_kept_current_during_a_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a segment runs, its run file is rewritten with live counts, so a SIGKILL
+    does not lose the segment's request count."""
+    import anyio
+
+    from crawler import runner
+
+    monkeypatch.setattr(runner, "REPORT_INTERVAL_MIN", 0.05)
+    out = tmp_path / "out"
+    seen: list[int] = []
+
+    async def watch() -> None:
+        with anyio.fail_after(20):
+            while True:
+                await anyio.sleep(0.02)
+                try:
+                    doc = json.loads((out / "run.json").read_text())
+                except (OSError, ValueError):
+                    continue
+                segment = doc["segments"][-1]
+                if segment["ended_at"] is None and segment["counts"]["requests"] > 0:
+                    seen.append(segment["counts"]["requests"])
+                    return
+
+    async with running_sandbox(sandbox(faults=FaultConfig(latency=0.02))) as sb:
+        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await crawl(sb.url, keys, out, concurrency=2, commit_seconds=0.05)
+    assert seen, "no interim run file with live counts was written"
+    assert 0 < seen[0] < len(keys)
