@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINTED := crawler tests $(wildcard bench)
 
 .PHONY: install demo test lint fmt bench clean
 
@@ -18,13 +19,13 @@ demo: $(STAMP)
 	$(BIN)/swr-crawler demo --out out/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check crawler tests bench
-	$(BIN)/ruff format --check crawler tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix crawler tests bench
-	$(BIN)/ruff format crawler tests bench
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
 
 test: lint
 	$(BIN)/pytest -q
