@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pyarrow.parquet as pq
 import pytest
 
 from crawler.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, SCHEMA_VERSION
-from crawler.sink import Columns, Dataset, OutputWriter, atomic_write_bytes
+from crawler.sink import MAX_BUFFERED_ROWS, Columns, Dataset, OutputWriter, atomic_write_bytes
 
 
 class FakeClock:
@@ -115,3 +116,26 @@ def test_atomic_write_bytes_replaces_whole(tmp_path: Path) -> None:
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+@pytest.mark.anyio
+async def test_every_worker_waiting_for_room_is_released(tmp_path: Path) -> None:
+    """Workers that wait for room together all resume after the writer's next flush."""
+    writer = OutputWriter(tmp_path, "r", file_stem="p", commit_seconds=60, file_rows=100_000)
+    for i in range(MAX_BUFFERED_ROWS):
+        writer.add_error(error_row(i))
+    released = 0
+
+    async def wait() -> None:
+        nonlocal released
+        await writer.wait_for_room()
+        released += 1
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            await writer.flush(force=False)
+    assert released == 3
+    await writer.close()
