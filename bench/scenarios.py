@@ -1,0 +1,310 @@
+"""The benchmark scenarios, their figures of merit and the targets they are held to.
+
+Each throughput scenario starts one sandbox process and runs the contenders
+on the same targets file, alternating (a b c d, a b c d, ...) so that a noisy
+neighbour hurts them all alike; the medians of the runs are reported. The
+figures of merit are ratios (swr-crawler against the SDK, against the bare
+aiohttp ceiling, against the ideal rate), which survive a noisy machine
+better than absolute times.
+
+The slow contenders (the SDK's) crawl only the first ``limit`` targets of the
+same file: their rate is steady after a second, and the whole list would
+take minutes per run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    Measurement,
+    Sandbox,
+    SandboxSpec,
+    run_contender,
+    run_crawler,
+    sandbox,
+)
+
+CRAWLER = "swr-crawler"
+SDK_THREADS = "sdk-threads"
+SDK_ASYNC = "sdk-async"
+CEILING = "aiohttp"
+CONTENDERS = (CRAWLER, SDK_THREADS, SDK_ASYNC, CEILING)
+CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """A side-by-side scenario."""
+
+    name: str
+    title: str
+    spec: SandboxSpec
+    #: swr-crawler's --rate and --burst (0 = unlimited).
+    rate: float = 0.0
+    burst: int = 1
+    #: Targets each contender crawls (None = all of the file).
+    limits: dict[str, int | None] = field(default_factory=dict)
+    #: Request every target once, unmeasured, before the runs (builds the
+    #: sandbox's answers, warms the page cache).
+    warm_up: bool = False
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Peak RSS of swr-crawler for a small and a large targets file."""
+
+    name: str
+    title: str
+    spec: SandboxSpec
+    sizes: tuple[int, int]
+
+
+Scenario = Throughput | Memory
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    """The scenarios of a full run, or smaller ones for ``--quick``."""
+    scale = 4 if quick else 1
+    rate = 400.0
+    return [
+        Throughput(
+            "cpu",
+            "zero latency (CPU-bound)",
+            SandboxSpec(
+                namespaces=4 // min(scale, 2),
+                repos=50 // min(scale, 2),
+                tags=100,
+                cache_size=20_000,
+            ),
+            limits={SDK_THREADS: 3000 // scale, SDK_ASYNC: 3000 // scale},
+            warm_up=True,
+        ),
+        Throughput(
+            "latency",
+            "50 ms latency (latency-bound)",
+            SandboxSpec(namespaces=4, repos=20 // scale, tags=80, latency=0.05),
+            limits={SDK_THREADS: 1600 // scale, SDK_ASYNC: 640 // scale},
+        ),
+        Throughput(
+            "rate",
+            f"rate-bound (--rate {rate:g}, server limit {rate * 1.1:g}/s)",
+            SandboxSpec(
+                namespaces=4,
+                repos=15 // min(scale, 3),
+                tags=100,
+                rate_limit=rate * 1.1,
+                # A per-minute gateway quota tolerates any burst within its
+                # minute; a tenth of a second's worth is far stricter.
+                rate_burst=round(rate * 1.1 / 10),
+            ),
+            rate=rate,
+            limits={SDK_THREADS: 1000 // scale, SDK_ASYNC: 1000 // scale, CEILING: 1000 // scale},
+        ),
+        Memory(
+            "memory",
+            "peak RSS, small vs large targets file",
+            SandboxSpec(namespaces=10, repos=100, tags=1000),
+            sizes=(50_000, 200_000) if quick else (100_000, 1_000_000),
+        ),
+    ]
+
+
+def median_of(runs: list[Measurement]) -> dict[str, float]:
+    """The medians of one contender's runs."""
+    return {
+        "rows_per_second": statistics.median(m.rows_per_second for m in runs),
+        "cpu_per_10k_rows": statistics.median(m.cpu_per_10k for m in runs),
+        "peak_rss_mb": statistics.median(m.peak_rss for m in runs) / 2**20,
+        "throttled_429": statistics.median(m.throttled for m in runs),
+        "throttled_429_max": max(m.throttled for m in runs),
+        "errors_max": max(m.errors for m in runs),
+        "rows": statistics.median(m.rows for m in runs),
+    }
+
+
+def _run_one(
+    scenario: Throughput, name: str, box: Sandbox, workdir: Path, run: int
+) -> tuple[Measurement, float]:
+    """One contender run; also the sandbox's CPU seconds during it."""
+    before = box.cpu_seconds()
+    if name == CRAWLER:
+        out = workdir / f"out-{scenario.name}-{run}"
+        try:
+            result = run_crawler(
+                box.url,
+                box.targets,
+                out,
+                concurrency=CONCURRENCY,
+                rate=scenario.rate,
+                burst=scenario.burst,
+            )
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    else:
+        result = run_contender(
+            name,
+            box.url,
+            box.targets,
+            concurrency=CONCURRENCY,
+            limit=scenario.limits.get(name),
+        )
+    return result, box.cpu_seconds() - before
+
+
+def run_throughput(
+    scenario: Throughput,
+    workdir: Path,
+    runs: int,
+    contenders: tuple[str, ...],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run the contenders alternately ``runs`` times; medians and figures."""
+    measured: dict[str, list[Measurement]] = {name: [] for name in contenders}
+    sandbox_cpu: dict[str, list[float]] = {name: [] for name in contenders}
+    with sandbox(scenario.spec, workdir) as box:
+        if scenario.warm_up:
+            run_contender(CEILING, box.url, box.targets, concurrency=CONCURRENCY, limit=None)
+        for run in range(runs):
+            for name in contenders:
+                result, server_cpu = _run_one(scenario, name, box, workdir, run)
+                measured[name].append(result)
+                sandbox_cpu[name].append(server_cpu / result.elapsed if result.elapsed else 0.0)
+                say(
+                    f"  {scenario.name} run {run + 1}/{runs} {name:12s} "
+                    f"{result.rows_per_second:8.0f} rows/s  {result.cpu_per_10k:6.2f} CPU s/10k  "
+                    f"{result.peak_rss / 2**20:6.0f} MB  429s {result.throttled}  "
+                    f"sandbox {server_cpu / result.elapsed:.0%} of a core"
+                )
+    results: dict[str, Any] = {}
+    for name in contenders:
+        summary: dict[str, Any] = dict(median_of(measured[name]))
+        summary["sandbox_core_share"] = statistics.median(sandbox_cpu[name])
+        summary["runs"] = [_run_dict(m) for m in measured[name]]
+        results[name] = summary
+    return {
+        "title": scenario.title,
+        "concurrency": CONCURRENCY,
+        "rate": scenario.rate,
+        "sandbox": _spec_dict(scenario.spec),
+        "targets": scenario.spec.size,
+        "limits": scenario.limits,
+        "contenders": results,
+        "figures": figures(scenario, results),
+    }
+
+
+def figures(scenario: Throughput, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ratios this scenario is judged by, each with its target."""
+    out: list[dict[str, Any]] = []
+    if CRAWLER not in results:
+        return out
+    ours = results[CRAWLER]["rows_per_second"]
+
+    def add(name: str, value: float, target: float | None, *, at_most: bool = False) -> None:
+        met = None if target is None else (value <= target if at_most else value >= target)
+        out.append({"figure": name, "value": value, "target": target, "met": met})
+
+    if scenario.name == "cpu":
+        if SDK_THREADS in results:
+            add("swr-crawler / SDK thread pool", ours / results[SDK_THREADS]["rows_per_second"], 5)
+        if SDK_ASYNC in results:
+            add("swr-crawler / SDK async client", ours / results[SDK_ASYNC]["rows_per_second"], 5)
+        if CEILING in results:
+            add("swr-crawler / aiohttp ceiling", ours / results[CEILING]["rows_per_second"], 0.7)
+    elif scenario.name == "latency":
+        ideal = CONCURRENCY / scenario.spec.latency
+        add(f"swr-crawler / ideal {ideal:g} rows/s", ours / ideal, 0.95)
+        if CEILING in results:
+            # Informational: how close the ceiling itself gets to the ideal.
+            add("aiohttp ceiling / ideal", results[CEILING]["rows_per_second"] / ideal, None)
+            add("swr-crawler / aiohttp ceiling", ours / results[CEILING]["rows_per_second"], None)
+    elif scenario.name == "rate":
+        add(f"swr-crawler / --rate {scenario.rate:g}", ours / scenario.rate, 0.97)
+        throttled = results[CRAWLER]["throttled_429_max"]
+        add("swr-crawler 429s (max of runs)", throttled, 0, at_most=True)
+    return out
+
+
+def run_memory(
+    scenario: Memory, workdir: Path, runs: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """swr-crawler on the first ``small`` and on ``large`` targets of one catalogue."""
+    small, large = scenario.sizes
+    by_size: dict[int, list[Measurement]] = {small: [], large: []}
+    with sandbox(scenario.spec, workdir) as box:
+        files = {size: _prefix(box.targets, size, workdir) for size in (small, large)}
+        for run in range(runs):
+            for size in (small, large):
+                out = workdir / f"out-memory-{size}"
+                try:
+                    result = run_crawler(box.url, files[size], out, concurrency=CONCURRENCY, rate=0)
+                finally:
+                    shutil.rmtree(out, ignore_errors=True)
+                by_size[size].append(result)
+                say(
+                    f"  memory run {run + 1}/{runs} {size:>9,} targets  peak RSS "
+                    f"{result.peak_rss / 2**20:6.1f} MB  {result.rows_per_second:6.0f} rows/s  "
+                    f"{result.cpu_per_10k:5.2f} CPU s/10k"
+                )
+    peaks = {size: statistics.median(m.peak_rss for m in by_size[size]) / 2**20 for size in by_size}
+    return {
+        "title": scenario.title,
+        "sandbox": _spec_dict(scenario.spec),
+        "concurrency": CONCURRENCY,
+        "sizes": {
+            str(size): {**median_of(by_size[size]), "runs": [_run_dict(m) for m in by_size[size]]}
+            for size in by_size
+        },
+        "figures": [
+            {
+                "figure": f"peak RSS at {large:,} targets, MB",
+                "value": peaks[large],
+                "target": 150,
+                "met": peaks[large] <= 150,
+            },
+            {
+                "figure": f"peak RSS {large:,} / {small:,} targets",
+                "value": peaks[large] / peaks[small],
+                "target": 1.1,
+                "met": peaks[large] / peaks[small] <= 1.1,
+            },
+        ],
+    }
+
+
+def _prefix(targets: Path, size: int, workdir: Path) -> Path:
+    path = workdir / f"targets-first-{size}.txt"
+    with targets.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as out:
+        for count, line in enumerate(source):
+            if count >= size:
+                break
+            out.write(line)
+    return path
+
+
+def _run_dict(m: Measurement) -> dict[str, float]:
+    return {
+        "rows": m.rows,
+        "errors": m.errors,
+        "throttled_429": m.throttled,
+        "elapsed": round(m.elapsed, 3),
+        "rows_per_second": round(m.rows_per_second, 1),
+        "cpu_seconds": round(m.cpu, 3),
+        "peak_rss_mb": round(m.peak_rss / 2**20, 1),
+        "wall": round(m.wall, 3),
+    }
+
+
+def _spec_dict(spec: SandboxSpec) -> dict[str, Any]:
+    return {
+        "catalogue": f"{spec.namespaces} namespaces x {spec.repos} repos x {spec.tags} tags",
+        "latency": spec.latency,
+        "rate_limit": spec.rate_limit,
+        "rate_burst": spec.rate_burst if spec.rate_limit else None,
+    }
