@@ -7,11 +7,12 @@ problem becomes one line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
 import threading
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import anyio
 import click
@@ -30,7 +31,27 @@ def fail_usage(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Imports ``sandbox`` and ``demo`` only when asked for: a crawl never loads the
+    sandbox server (aiohttp.web and the catalogue), which keeps its memory smaller."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "sandbox": ("crawler.sandbox.command", "sandbox_command"),
+        "demo": ("crawler.demo", "demo_command"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attribute = self.lazy[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module_name), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="swr-crawler")
 def cli() -> None:
     """Crawl Huawei Cloud SWR tag details in bulk into Parquet."""
@@ -145,17 +166,6 @@ def _run(config: Any) -> int:
 
 def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _register_optional() -> None:
-    from crawler.demo import demo_command
-    from crawler.sandbox.command import sandbox_command
-
-    cli.add_command(sandbox_command, "sandbox")
-    cli.add_command(demo_command, "demo")
-
-
-_register_optional()
 
 
 def main() -> None:
