@@ -212,6 +212,41 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one attempt at a target produced no row."""
+
+    kind: ErrorKind
+    http_status: int | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+    retry_after: float | None = None
+    """Seconds the server asked to wait (a 429's ``Retry-After``), if it did."""
+
+
+def classify(
+    outcome: Response | Failure, target: Target, attempts: int, now: datetime
+) -> dict[str, object] | Failure:
+    """The ``tags`` row an answer makes, or the failure it is. Pure: DESIGN.md's fault table."""
+    if isinstance(outcome, Failure):
+        return outcome
+    status = outcome.status
+    if status == 200:
+        try:
+            return tag_row(
+                target.namespace, target.repository, target.tag, outcome.body, now, attempts
+            )
+        except DecodeError as exc:
+            return Failure(ErrorKind.DECODE, 200, None, str(exc)[:300])
+    kind = kind_for_status(status)
+    assert kind is not None  # only 200 has no kind
+    code, msg = error_fields(outcome.body)
+    retry_after = (
+        parse_retry_after(outcome.retry_after, now) if kind is ErrorKind.THROTTLED else None
+    )
+    return Failure(kind, status, code, msg, retry_after)
+
+
 class Crawler:
     """Runs the pool for one run; see the module docstring."""
 
@@ -306,7 +341,6 @@ class Crawler:
 
     async def _crawl_one(self, target: Target) -> None:
         """Request one target until it has a row, its attempts run out, or the run stops."""
-        policy = self._policy
         stats = self._stats
         attempts = 0
         tries = 0  # fetch calls: bounds the retries even when no request could be sent
@@ -317,97 +351,68 @@ class Crawler:
                 if self._control.stopping():
                     return
                 stats.in_flight += 1
+                outcome: Response | Failure
                 try:
                     response = await self._fetcher.fetch_tag(target.request_path)
                 except TransportError as exc:
-                    attempts += exc.requests
-                    stats.requests += exc.requests
-                    failure: tuple[ErrorKind, int | None, str | None, str | None] = (
-                        exc.kind,
-                        None,
-                        None,
-                        exc.message,
-                    )
-                    response = None
+                    sent, outcome = exc.requests, Failure(exc.kind, error_msg=exc.message)
                 except AuthenticationFailed as exc:
                     # The credential could not even be obtained (IAM login refused).
-                    failure = (ErrorKind.UNAUTHORIZED, None, None, str(exc)[:300])
-                    response = None
+                    sent, outcome = 0, Failure(ErrorKind.UNAUTHORIZED, error_msg=str(exc)[:300])
+                else:
+                    sent, outcome = response.requests, response
                 finally:
                     stats.in_flight -= 1
-            retry_after: float | None = None
-            if response is not None:
-                attempts += response.requests
-                stats.requests += response.requests
-                status = response.status
-                if status == 200:
-                    try:
-                        row = tag_row(
-                            target.namespace,
-                            target.repository,
-                            target.tag,
-                            response.body,
-                            _now(),
-                            attempts,
-                        )
-                    except DecodeError as exc:
-                        failure = (ErrorKind.DECODE, 200, None, str(exc)[:300])
-                    else:
-                        self._sink.add_tag(row)
-                        stats.ok += 1
-                        self._limiter.succeeded()
-                        return
-                else:
-                    kind = kind_for_status(status)
-                    assert kind is not None
-                    code, msg = error_fields(response.body)
-                    failure = (kind, status, code, msg)
-                    if kind is ErrorKind.THROTTLED:
-                        stats.throttled += 1
-                        retry_after = parse_retry_after(response.retry_after, _now())
-            kind, status_or_none, code, msg = failure
-            if kind is ErrorKind.UNAUTHORIZED:
-                self._record_error(target, failure, attempts)
-                self._control.stop("unauthorized")
+            attempts += sent
+            stats.requests += sent
+            result = classify(outcome, target, attempts, _now())
+            if not isinstance(result, Failure):
+                self._sink.add_tag(result)
+                stats.ok += 1
+                self._limiter.succeeded()
                 return
-            if kind in DEFINITIVE_KINDS or kind not in RETRYABLE_KINDS:
-                self._record_error(target, failure, attempts)
-                return
-            if max(attempts, tries) >= policy.max_attempts:
-                self._record_error(target, failure, attempts)
-                return
-            if retry_after is not None:
-                delay = min(retry_after, policy.backoff_max)
-                # The gateway's limit is per user: one Retry-After holds everybody.
-                self._limiter.pause_for(delay)
-            else:
-                if kind is ErrorKind.THROTTLED:
-                    self._limiter.throttled()
-                delay = backoff_delay(
-                    max(attempts, tries), policy.backoff_initial, policy.backoff_max, self._rng
-                )
-            stats.retries += 1
-            log.info(
-                "crawl.retry_scheduled",
-                target=target.key,
-                attempt=attempts,
-                reason=kind.value,
-                http_status=status_or_none,
-                error_code=code,
-                delay=round(delay, 3),
-            )
-            if retry_after is None:
-                await self._control.sleep(delay)
-            if self._control.stopping():
+            if not await self._after_failure(target, result, attempts, max(attempts, tries)):
                 return
 
-    def _record_error(
-        self,
-        target: Target,
-        failure: tuple[ErrorKind, int | None, str | None, str | None],
-        attempts: int,
-    ) -> None:
-        kind, status, code, msg = failure
+    async def _after_failure(
+        self, target: Target, failure: Failure, attempts: int, spent: int
+    ) -> bool:
+        """Record the failure, or wait out its backoff: True = try again."""
+        kind = failure.kind
+        if kind is ErrorKind.THROTTLED:
+            self._stats.throttled += 1
+        if kind not in RETRYABLE_KINDS or spent >= self._policy.max_attempts:
+            self._record_error(target, failure, attempts)
+            if kind is ErrorKind.UNAUTHORIZED:
+                # A refused credential fails every other request too: stop the run.
+                self._control.stop("unauthorized")
+            return False
+        policy = self._policy
+        if failure.retry_after is not None:
+            delay = min(failure.retry_after, policy.backoff_max)
+            # The gateway's limit is per user: one Retry-After holds everybody,
+            # through the limiter (so this worker does not sleep on its own).
+            self._limiter.pause_for(delay)
+        else:
+            if kind is ErrorKind.THROTTLED:
+                self._limiter.throttled()
+            delay = backoff_delay(spent, policy.backoff_initial, policy.backoff_max, self._rng)
+        self._stats.retries += 1
+        log.info(
+            "crawl.retry_scheduled",
+            target=target.key,
+            attempt=attempts,
+            reason=kind.value,
+            http_status=failure.http_status,
+            error_code=failure.error_code,
+            delay=round(delay, 3),
+        )
+        if failure.retry_after is None:
+            await self._control.sleep(delay)
+        return not self._control.stopping()
+
+    def _record_error(self, target: Target, failure: Failure, attempts: int) -> None:
+        kind = failure.kind
         self._stats.errors[kind] += 1
         self._sink.add_error(
             {
@@ -415,9 +420,9 @@ class Crawler:
                 "repository": target.repository,
                 "tag": target.tag,
                 "error_kind": kind.value,
-                "http_status": status,
-                "error_code": code,
-                "error_msg": msg,
+                "http_status": failure.http_status,
+                "error_code": failure.error_code,
+                "error_msg": failure.error_msg,
                 "attempts": attempts,
                 "failed_at": _now(),
             }
@@ -427,8 +432,8 @@ class Crawler:
             "crawl.target_failed",
             target=target.key,
             error_kind=kind.value,
-            http_status=status,
-            error_code=code,
-            error_msg=msg,
+            http_status=failure.http_status,
+            error_code=failure.error_code,
+            error_msg=failure.error_msg,
             attempts=attempts,
         )

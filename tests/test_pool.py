@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import anyio
 import orjson
@@ -17,7 +18,7 @@ import pytest
 from crawler.client import Response, TransportError
 from crawler.errors import ErrorKind
 from crawler.limits import RateLimiter
-from crawler.pool import Crawler, Intake, RetryPolicy, RunControl
+from crawler.pool import Crawler, Failure, Intake, RetryPolicy, RunControl, classify
 from crawler.stats import RunStats
 from crawler.targets import InvalidTarget, Target, parse_reference
 
@@ -232,3 +233,64 @@ def test_intake_shards_partition_the_input() -> None:
                 seen[item.key] += 1
     assert set(seen) == {t.key for t in items}
     assert set(seen.values()) == {1}
+
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+TARGET = Target("ns", "team/app", "v1")
+
+
+def test_classify_200_is_a_row_with_the_attempts() -> None:
+    """A 200 with a JSON object becomes a tags row carrying the attempt count."""
+    row = classify(Response(200, OK_BODY, None, None), TARGET, 3, NOW)
+    assert isinstance(row, dict)
+    assert (row["repository"], row["attempts"], row["fetched_at"]) == ("team/app", 3, NOW)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retry_after", "expected"),
+    [
+        (200, b"{not json", None, Failure(ErrorKind.DECODE, 200, None, None)),
+        (
+            404,
+            b'{"error_code":"SVCSTG.SWR.4040010","error_msg":"Image not found"}',
+            None,
+            Failure(ErrorKind.NOT_FOUND, 404, "SVCSTG.SWR.4040010", "Image not found"),
+        ),
+        (
+            429,
+            b'{"error_code":"APIG.0308","error_msg":"slow down"}',
+            "2",
+            Failure(ErrorKind.THROTTLED, 429, "APIG.0308", "slow down", 2.0),
+        ),
+        (
+            429,
+            b"",
+            "Fri, 27 Nov 2026 00:00:05 GMT",
+            Failure(ErrorKind.THROTTLED, 429, None, None, 5.0),
+        ),
+        (
+            503,
+            b"<html>busy</html>",
+            "7",
+            Failure(ErrorKind.SERVER_ERROR, 503, None, "<html>busy</html>"),
+        ),
+        (401, b"{}", None, Failure(ErrorKind.UNAUTHORIZED, 401, None, "{}")),
+    ],
+)
+def test_classify_failures(
+    status: int, body: bytes, retry_after: str | None, expected: Failure
+) -> None:
+    """Each status maps to its kind, the body's code/message, and (429 only) Retry-After."""
+    got = classify(Response(status, body, retry_after, None), TARGET, 1, NOW)
+    assert isinstance(got, Failure)
+    if expected.kind is ErrorKind.DECODE:
+        assert (got.kind, got.http_status) == (ErrorKind.DECODE, 200)
+        assert got.error_msg
+    else:
+        assert got == expected
+
+
+def test_classify_passes_transport_failures_through() -> None:
+    """A failure without a response (timeout, reset) is returned as it is."""
+    failure = Failure(ErrorKind.TIMEOUT, error_msg="no answer")
+    assert classify(failure, TARGET, 1, NOW) is failure
