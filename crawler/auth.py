@@ -230,14 +230,29 @@ class AkSkSigner:
         if security_token:
             base["X-Security-Token"] = security_token
         self._base = base
+        self._prepared: dict[str, signer.PreparedSigner] = {}
 
     async def headers(
         self, method: str, host: str, path: str, query: Sequence[tuple[str, str]], body: bytes
     ) -> Mapping[str, str]:
         """Host, X-Sdk-Date (now), the base headers and the Authorization that signs them all."""
-        return signer.sign(
-            self._ak, self._sk.reveal(), method, host, path, query, self._base, body, self._now()
-        )
+        if body:
+            return signer.sign(
+                self._ak,
+                self._sk.reveal(),
+                method,
+                host,
+                path,
+                query,
+                self._base,
+                body,
+                self._now(),
+            )
+        prepared = self._prepared.get(host)
+        if prepared is None:  # once per host: the header part of the signature is fixed
+            prepared = signer.PreparedSigner(self._ak, self._sk.reveal(), host, self._base)
+            self._prepared[host] = prepared
+        return prepared.headers(method, path, query, self._now())
 
     async def refresh(self, stale: Mapping[str, str]) -> bool:
         """A key pair cannot be renewed here: a 401 means it is wrong (or the clock is off)."""

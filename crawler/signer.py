@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from urllib.parse import quote, unquote
@@ -32,9 +33,17 @@ def _encode(value: str) -> str:
     return quote(value, safe="~")
 
 
+#: Paths whose canonical form is the path itself with "$" encoded: nothing to
+#: decode, and every other character unreserved. Every tag-details path is one.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/$-]*")
+
+
 def canonical_uri(path: str) -> str:
     """Percent-decode, re-encode each segment, and end with ``/``."""
-    uri = "/".join(_encode(segment) for segment in unquote(path).split("/"))
+    if _PLAIN_PATH.fullmatch(path):
+        uri = path.replace("$", "%24")  # what quote() does to "$", the only reserved one here
+    else:
+        uri = "/".join(_encode(segment) for segment in unquote(path).split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
 
@@ -147,3 +156,64 @@ def sign(
         signed["Host"] = host
     signed["Authorization"] = authorization(ak, sk, method, path, query, signed, body)
     return signed
+
+
+class PreparedSigner:
+    """Signs many requests to one host with the same headers, as :func:`sign` would.
+
+    The signed header names and the canonical header block depend only on the
+    headers, which do not change between requests, so they are built once; per
+    request only the method, path, query and ``X-Sdk-Date`` vary (a third of
+    :func:`sign`'s cost). Bodies are empty (GET). The date string is cached for
+    the second it names.
+    """
+
+    def __init__(self, ak: str, sk: str, host: str, headers: Mapping[str, str]) -> None:
+        base = sign(ak, sk, "GET", host, "/", (), headers, b"", datetime(2000, 1, 1))
+        del base["Authorization"]
+        self._ak = ak
+        self._key = sk.encode()
+        self._date_name = next(name for name in base if name.lower() == "x-sdk-date")
+        names = signed_header_names(base)
+        by_name = {name.lower(): value for name, value in base.items()}
+        lines = [f"{name}:{by_name[name]}" for name in names]
+        at = names.index("x-sdk-date")
+        self._before = "".join(line + "\n" for line in lines[:at]) + "x-sdk-date:"
+        self._after = "".join("\n" + line for line in lines[at + 1 :]) + "\n"
+        self._names = ";".join(names)
+        self._payload = payload_hash(base, b"")
+        self._base = base
+        self._second = -1.0
+        self._date = ""
+
+    def headers(
+        self, method: str, path: str, query: Iterable[tuple[str, str]], now: datetime
+    ) -> dict[str, str]:
+        """The headers to send for one bodiless request at time ``now``."""
+        second = now.timestamp() // 1
+        if second != self._second:
+            self._second, self._date = second, sdk_date(now)
+        date = self._date
+        canonical = "\n".join(
+            (
+                method.upper(),
+                canonical_uri(path),
+                canonical_query(query),
+                self._before + date + self._after,
+                self._names,
+                self._payload,
+            )
+        )
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        signature = hmac.new(
+            self._key, f"{ALGORITHM}\n{date}\n{digest}".encode(), hashlib.sha256
+        ).hexdigest()
+        headers = dict(self._base)
+        headers[self._date_name] = date
+        headers["Authorization"] = (
+            f"{ALGORITHM} Access={self._ak}, SignedHeaders={self._names}, Signature={signature}"
+        )
+        return headers
+
+    def __repr__(self) -> str:
+        return f"PreparedSigner(ak={self._ak[:4]}***)"

@@ -212,3 +212,42 @@ def test_random_requests_match_official_signer(
     headers = {**BASE_HEADERS, **extra}
     ours = signer.authorization(AK, SK, method, path, query, headers, body)
     assert ours == official_authorization(method, path, query, headers, body)
+
+
+_plain_segment = st.text(st.sampled_from("abz09._-~$"), min_size=1, max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    segments=st.lists(
+        st.one_of(_plain_segment, _text.filter(lambda s: "/" not in s)), min_size=1, max_size=5
+    ),
+    query=st.lists(st.tuples(_text, _text), max_size=3),
+    extra=st.dictionaries(_header_names, _header_values, max_size=3),
+    method=st.sampled_from(["GET", "get", "HEAD"]),
+    seconds=st.integers(0, 4_000_000_000),
+)
+def test_prepared_signer_matches_official_signer(
+    segments: list[str],
+    query: list[tuple[str, str]],
+    extra: dict[str, str],
+    method: str,
+    seconds: int,
+) -> None:
+    """The prepared (hot-path) signer gives the official signer's Authorization for any
+    path, query, header set and time, including the '$' paths of repositories with '/'."""
+    path = "/" + "/".join(segments)
+    # The crawler never presets X-Sdk-Date: the prepared signer stamps every request.
+    headers = {k: v for k, v in BASE_HEADERS.items() if k != "X-Sdk-Date"} | extra
+    prepared = signer.PreparedSigner(AK, SK, HOST, headers)
+    now = datetime.fromtimestamp(seconds, UTC)
+    sent = prepared.headers(method, path, query, now)
+    assert sent["X-Sdk-Date"] == now.strftime("%Y%m%dT%H%M%SZ")
+    assert sent["Host"] == HOST
+    expected = official_authorization(
+        method, path, query, {k: v for k, v in sent.items() if k != "Authorization"}, b""
+    )
+    assert sent["Authorization"] == expected
+    assert sent == signer.sign(
+        AK, SK, method, "swr.example.com:8443", path, query, headers, b"", now
+    )
