@@ -24,6 +24,8 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed; used for a few calls
 
+from crawler.sandbox.process import sandbox_process
+
 PYTHON = sys.executable
 AK = "BENCHAK0000000000000"
 SK = "bench-secret-key-not-a-real-one"
@@ -70,12 +72,6 @@ def sandbox(spec: SandboxSpec, workdir: Path) -> Iterator[Sandbox]:
     """Start ``python -m crawler sandbox`` on a free port; stop it (SIGTERM) on exit."""
     targets = workdir / f"targets-{spec.size}.txt"
     command = [
-        PYTHON,
-        "-m",
-        "crawler",
-        "sandbox",
-        "--port",
-        "0",
         "--seed",
         str(spec.seed),
         "--namespaces",
@@ -97,20 +93,8 @@ def sandbox(spec: SandboxSpec, workdir: Path) -> Iterator[Sandbox]:
     ]
     if spec.rate_limit is not None:
         command += ["--rate-limit", str(spec.rate_limit), "--rate-burst", str(spec.rate_burst)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("sandbox listening on "):
-            raise RuntimeError(f"the sandbox did not start: {line!r}")
-        yield Sandbox(line.split()[-1], targets, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with sandbox_process(*command) as (url, process):
+        yield Sandbox(url, targets, process)
 
 
 @dataclass(frozen=True)

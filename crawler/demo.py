@@ -8,12 +8,8 @@ CLI code path and prints the summary and where the Parquet files are.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -21,30 +17,9 @@ import click
 
 from crawler.config import build_config
 from crawler.logs import configure_logging
+from crawler.sandbox.process import sandbox_process
 
 DEMO_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's own demo token, not a secret
-
-
-@contextlib.contextmanager
-def sandbox_process(*args: str) -> Iterator[str]:
-    """Run ``swr-crawler sandbox`` in a child process; yield its URL; stop it after."""
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "crawler", "sandbox", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "listening on " not in line:
-            raise click.ClickException(f"the sandbox did not start: {line.strip()!r}")
-        yield line.rsplit("listening on ", 1)[1].strip()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def write_demo_targets(catalogue_file: Path, out: Path, limit: int) -> int:
@@ -86,7 +61,7 @@ def demo_command(out: str, count: int, concurrency: int, rate: float, no_progres
         *("--reset-rate", "0.005", "--rate-limit", str(rate * 0.9), "--rate-burst", "30"),
         *("--token", DEMO_TOKEN, "--targets-out", str(catalogue)),
     ]
-    with sandbox_process(*sandbox_args) as url:
+    with sandbox_process(*sandbox_args) as (url, _):
         written = write_demo_targets(catalogue, targets, count)
         click.echo(f"sandbox SWR at {url}; {written} target lines in {targets}")
         config = build_config(
