@@ -99,6 +99,7 @@ def _show_sample(out_dir: Path) -> None:
     by_kind = tags.group_by("manifest_media_type").aggregate([("size", "count")])
     click.echo("tags by manifest media type:")
     for row in sorted(by_kind.to_pylist(), key=lambda r: -int(r["size_count"])):
-        click.echo(f"  {row['size_count']:>6}  {row['manifest_media_type']}")
+        media_type = row["manifest_media_type"] or "(no mediaType: schema 1, or OCI without it)"
+        click.echo(f"  {row['size_count']:>6}  {media_type}")
     query = "SELECT error_kind, count(*) FROM read_parquet('{}') GROUP BY 1"
     click.echo(f'query it:  duckdb -c "{query.format(out_dir / "errors" / "*.parquet")}"')
