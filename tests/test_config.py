@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crawler.config import (
     CrawlConfig,
@@ -16,6 +17,7 @@ from crawler.config import (
 from crawler.errors import ConfigError
 
 BASE = {"out": "o", "endpoint": "http://127.0.0.1:1"}
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def test_defaults_match_the_design_table() -> None:
@@ -101,10 +103,27 @@ def test_public_dict_has_no_credential_field() -> None:
 
 def test_shipped_configs_load(tmp_path: Path) -> None:
     """Every TOML file under configs/ loads and validates."""
-    root = Path(__file__).resolve().parent.parent / "configs"
-    files = sorted(root.glob("*.toml"))
+    files = sorted(CONFIGS.glob("*.toml"))
     assert files, "configs/ should ship TOML examples"
     for path in files:
         build_config(
             {"out": str(tmp_path), "endpoint": "http://h"}, config_path=str(path), environ={}
         )
+
+
+def test_k8s_cronjob_is_consistent() -> None:
+    """The shipped Indexed Job has completions == parallelism == SWR_SHARD_COUNT, takes
+    credentials from a Secret, and its crawl arguments are valid for our CLI."""
+    doc = yaml.safe_load((CONFIGS / "k8s-cronjob.yaml").read_text())
+    job = doc["spec"]["jobTemplate"]["spec"]
+    (container,) = job["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    shards = int(env["SWR_SHARD_COUNT"]["value"])
+    assert job["completionMode"] == "Indexed"
+    assert job["completions"] == job["parallelism"] == shards
+    for secret in ("CLOUD_SDK_AK", "CLOUD_SDK_SK"):
+        assert "secretKeyRef" in env[secret]["valueFrom"]
+    args = container["args"]
+    assert args[0] == "crawl"
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in args[1:] if "=" in arg)
+    build_config({k.replace("-", "_"): v for k, v in flags.items()} | {"out": "o"}, environ={})
