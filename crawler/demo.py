@@ -9,7 +9,9 @@ CLI code path and prints the summary and where the Parquet files are.
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import anyio
@@ -101,5 +103,11 @@ def _show_sample(out_dir: Path) -> None:
     for row in sorted(by_kind.to_pylist(), key=lambda r: -int(r["size_count"])):
         media_type = row["manifest_media_type"] or "(no mediaType: schema 1, or OCI without it)"
         click.echo(f"  {row['size_count']:>6}  {media_type}")
-    query = "SELECT error_kind, count(*) FROM read_parquet('{}') GROUP BY 1"
-    click.echo(f'query it:  duckdb -c "{query.format(out_dir / "errors" / "*.parquet")}"')
+    template = (
+        "SELECT error_kind, http_status, count(*) AS n FROM read_parquet('{}') "
+        "GROUP BY ALL ORDER BY n DESC"
+    )
+    sql = template.format(out_dir / "errors" / "*.parquet")
+    # The duckdb Python package comes with the dev extra; its CLI may not be installed.
+    code = f"import duckdb; duckdb.sql({sql!r}).show()"
+    click.echo(f"query it:  {shlex.join([sys.executable, '-c', code])}")
