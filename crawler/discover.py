@@ -31,10 +31,9 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler.client import Response, TransportError
-from crawler.errors import RETRYABLE_KINDS, AuthenticationFailed, ErrorKind, kind_for_status
-from crawler.limits import RateLimiter, backoff_delay, parse_retry_after
-from crawler.normalize import error_fields
-from crawler.pool import Batch, Intake, RunControl
+from crawler.errors import RETRYABLE_KINDS, AuthenticationFailed, ErrorKind
+from crawler.limits import RateLimiter
+from crawler.pool import Batch, Failure, Intake, RetryPolicy, RunControl, failure_of
 from crawler.targets import Target, validate
 
 log = structlog.get_logger("crawler")
@@ -116,16 +115,13 @@ class Discoverer:
         client: Getter,
         limiter: RateLimiter,
         *,
-        max_attempts: int = 5,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
+        policy: RetryPolicy | None = None,
         concurrency: int = 4,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self._limiter = limiter
-        self._max_attempts = max_attempts
-        self._backoff = (backoff_initial, backoff_max)
+        self._policy = policy or RetryPolicy()
         self._concurrency = concurrency
         self._rng = rng or random.Random()
         self.stats = DiscoveryStats()
@@ -215,35 +211,34 @@ class Discoverer:
             attempt += 1
             await self._limiter.acquire()
             self.stats.requests += 1
-            retry_after = None
             try:
                 response = await self._client.get(path, query)
             except TransportError as exc:
-                kind, reason = exc.kind, exc.message
+                failure = Failure(exc.kind, error_msg=exc.message)
             else:
                 if response.status == 200:
                     try:
                         return orjson.loads(response.body)
                     except orjson.JSONDecodeError:
-                        kind, reason = ErrorKind.DECODE, "list page is not JSON"
+                        failure = Failure(ErrorKind.DECODE, 200, error_msg="list page is not JSON")
                 else:
-                    found = kind_for_status(response.status)
-                    assert found is not None
-                    kind = found
-                    code, msg = error_fields(response.body)
-                    reason = f"HTTP {response.status} {code or ''} {msg or ''}".strip()
-                    if kind is ErrorKind.UNAUTHORIZED:
-                        raise AuthenticationFailed(f"listing {path}: {reason}")
-                    if kind is ErrorKind.THROTTLED:
-                        retry_after = parse_retry_after(response.retry_after, datetime.now(UTC))
-            if kind not in RETRYABLE_KINDS or attempt >= self._max_attempts:
-                raise DiscoveryFailed(f"{kind.value}: {reason}")
-            if retry_after is not None:
-                self._limiter.pause_for(min(retry_after, self._backoff[1]))
-                continue
-            if kind is ErrorKind.THROTTLED:
-                self._limiter.throttled()
-            await anyio.sleep(backoff_delay(attempt, *self._backoff, self._rng))
+                    failure = failure_of(response, datetime.now(UTC))
+            if failure.kind is ErrorKind.UNAUTHORIZED:
+                raise AuthenticationFailed(f"listing {path}: {_reason(failure)}")
+            if failure.kind not in RETRYABLE_KINDS or attempt >= self._policy.max_attempts:
+                raise DiscoveryFailed(_reason(failure))
+            delay = self._policy.wait_before_retry(failure, attempt, self._limiter, self._rng)
+            if failure.retry_after is None:
+                await anyio.sleep(delay)
+
+
+def _reason(failure: Failure) -> str:
+    """One line: the kind, and the status, code and message when there was an answer."""
+    parts = [f"{failure.kind.value}:"]
+    if failure.http_status is not None:
+        parts.append(f"HTTP {failure.http_status}")
+    parts += [p for p in (failure.error_code, failure.error_msg) if p]
+    return " ".join(parts)
 
 
 class DiscoverySource:

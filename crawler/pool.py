@@ -75,11 +75,30 @@ class Recorded(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How often and how patiently a target is retried."""
+    """How often and how patiently a request (a target, or a list page) is retried."""
 
     max_attempts: int = 5
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+
+    def wait_before_retry(
+        self, failure: Failure, spent: int, limiter: RateLimiter, rng: random.Random
+    ) -> float:
+        """Seconds until the next attempt after ``spent`` attempts ended in ``failure``.
+
+        A 429 with ``Retry-After`` (capped by ``backoff_max``) pauses every
+        request through the shared limiter, since the gateway's limit is per
+        user: the caller then goes straight back to the limiter instead of
+        sleeping. Otherwise the caller sleeps the full-jitter backoff, and a
+        429 without ``Retry-After`` also lowers the shared rate.
+        """
+        if failure.retry_after is not None:
+            delay = min(failure.retry_after, self.backoff_max)
+            limiter.pause_for(delay)
+            return delay
+        if failure.kind is ErrorKind.THROTTLED:
+            limiter.throttled()
+        return backoff_delay(spent, self.backoff_initial, self.backoff_max, rng)
 
 
 class RunControl:
@@ -238,13 +257,19 @@ def classify(
             )
         except DecodeError as exc:
             return Failure(ErrorKind.DECODE, 200, None, str(exc)[:300])
-    kind = kind_for_status(status)
+    return failure_of(outcome, now)
+
+
+def failure_of(response: Response, now: datetime) -> Failure:
+    """The failure a non-200 answer is: its kind, the Huawei code and message from
+    the body, and for a 429 the ``Retry-After`` in seconds. Pure."""
+    kind = kind_for_status(response.status)
     assert kind is not None  # only 200 has no kind
-    code, msg = error_fields(outcome.body)
+    code, msg = error_fields(response.body)
     retry_after = (
-        parse_retry_after(outcome.retry_after, now) if kind is ErrorKind.THROTTLED else None
+        parse_retry_after(response.retry_after, now) if kind is ErrorKind.THROTTLED else None
     )
-    return Failure(kind, status, code, msg, retry_after)
+    return Failure(kind, response.status, code, msg, retry_after)
 
 
 class Crawler:
@@ -387,16 +412,7 @@ class Crawler:
                 # A refused credential fails every other request too: stop the run.
                 self._control.stop("unauthorized")
             return False
-        policy = self._policy
-        if failure.retry_after is not None:
-            delay = min(failure.retry_after, policy.backoff_max)
-            # The gateway's limit is per user: one Retry-After holds everybody,
-            # through the limiter (so this worker does not sleep on its own).
-            self._limiter.pause_for(delay)
-        else:
-            if kind is ErrorKind.THROTTLED:
-                self._limiter.throttled()
-            delay = backoff_delay(spent, policy.backoff_initial, policy.backoff_max, self._rng)
+        delay = self._policy.wait_before_retry(failure, spent, self._limiter, self._rng)
         self._stats.retries += 1
         log.info(
             "crawl.retry_scheduled",

@@ -243,11 +243,12 @@ async def _crawl(
     control = RunControl()
     stops = _Stops()
     limiter = RateLimiter(config.rate, config.burst)
+    policy = RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max)
     crawler = Crawler(
         fetcher=client,
         sink=writer,
         limiter=limiter,
-        policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
+        policy=policy,
         concurrency=config.concurrency,
         stats=stats,
         control=control,
@@ -261,9 +262,7 @@ async def _crawl(
         discoverer = Discoverer(
             client,
             limiter,
-            max_attempts=config.max_attempts,
-            backoff_initial=config.backoff_initial,
-            backoff_max=config.backoff_max,
+            policy=policy,
             concurrency=min(4, config.concurrency),
             rng=random.Random(config.seed),
         )

@@ -18,6 +18,7 @@ from crawler.config import build_config
 from crawler.discover import Discoverer, MarkerPager
 from crawler.errors import AuthenticationFailed, ConfigError
 from crawler.limits import RateLimiter
+from crawler.pool import RetryPolicy
 from crawler.runner import run_crawl
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
@@ -69,9 +70,7 @@ async def discover(
         discoverer = Discoverer(
             client,
             RateLimiter(0),
-            max_attempts=max_attempts,
-            backoff_initial=backoff,
-            backoff_max=backoff * 4,
+            policy=RetryPolicy(max_attempts, backoff, backoff * 4),
             rng=random.Random(0),
         )
         send, receive = anyio.create_memory_object_stream[Target](8)
