@@ -11,7 +11,7 @@ says so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -93,12 +93,13 @@ class SwrClient:
 
     async def _send(
         self, path: str, query: Sequence[tuple[str, str]], sent_before: int = 0
-    ) -> tuple[Response, dict[str, str]]:
+    ) -> tuple[Response, Mapping[str, str]]:
         url = URL(self._endpoint + path, encoded=True)
         if query:
             url = url.with_query(list(query))
         try:
-            headers = dict(await self._auth.headers("GET", self._host, path, query, b""))
+            # As returned: a static token's constant mapping is not copied per request.
+            headers = await self._auth.headers("GET", self._host, path, query, b"")
         except aiohttp.ClientError as exc:
             # An IAM login that cannot reach IAM (IamUnavailable) is a transient
             # network failure, but no SWR request went out: it is not counted.
