@@ -50,7 +50,7 @@ import structlog
 
 from crawler.errors import DEFINITIVE_KINDS, ConfigError, ErrorKind
 from crawler.schema import KEY_COLUMNS, META_SCHEMA_VERSION, SCHEMA_VERSION
-from crawler.sink import TMP_SUFFIX, fsync_dir
+from crawler.sink import TMP_SUFFIX, fsync_dir, publish
 from crawler.targets import InvalidTarget, SeenSet, Target
 
 log = structlog.get_logger("crawler")
@@ -340,13 +340,10 @@ def _rewrite_without_transient(path: Path, definitive: pa.ChunkedArray) -> None:
         tmp = directory / f".{final.name}{TMP_SUFFIX}"
         try:
             pq.write_table(kept, tmp, compression="zstd")
-            with tmp.open("rb") as fh:
-                os.fsync(fh.fileno())
-            tmp.replace(final)
+            publish(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        fsync_dir(directory)
     path.unlink()
     fsync_dir(directory)
     log.info("crawl.resume_transient_removed", file=path.name)

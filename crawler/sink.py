@@ -61,6 +61,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def publish(tmp: Path, final: Path) -> None:
+    """Make a fully written ``tmp`` visible as ``final``: fsync, rename, fsync the directory."""
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(final)
+    fsync_dir(final.parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -199,10 +207,7 @@ class Dataset:
         assert self._final is not None
         self._writer.close()
         self._writer = None
-        with self._tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        self._tmp.replace(self._final)
-        fsync_dir(self.directory)
+        publish(self._tmp, self._final)
         self.rows_committed += self._rows_in_file
         self.files.append(self._final)
         self._tmp = self._final = None
