@@ -18,7 +18,7 @@ are for swr-crawler).
 * ``aiohttp``: the ceiling: one aiohttp session, ``concurrency`` tasks that
   only send the request and discard the answer. It signs every request (the
   sandbox then does the same work as for the others) with
-  :func:`crawler.signer.sign`, a pure function of the request.
+  :func:`crawler.http.signer.sign`, a pure function of the request.
 
 None of them retries or paces itself: they are what a straightforward script
 does, so a rate-limited server answers them with 429s, which are counted.
@@ -157,7 +157,7 @@ def run_aiohttp(endpoint: str, targets: list[tuple[str, str, str]], concurrency:
     """The ceiling: signed GETs, answers read and discarded."""
     import aiohttp
 
-    from crawler.signer import sign
+    from crawler.http.signer import sign
 
     ak, sk = _credentials()
     host = urlsplit(endpoint).netloc

@@ -125,7 +125,7 @@ def _intake_blocked() -> bool:
     its input the thread may still be on its way out, and exiting with
     os._exit then would cut short whoever called us (a test runner, say).
     """
-    from crawler.pool import INTAKE_THREAD
+    from crawler.crawl.pool import INTAKE_THREAD
 
     for thread in threading.enumerate():
         if thread.name == INTAKE_THREAD:
@@ -144,8 +144,8 @@ def _shard_from_job_index(environ: os._Environ[str]) -> str:
 
 
 def _run(config: Any) -> int:
-    from crawler.auth import refused_hint
-    from crawler.runner import run_crawl
+    from crawler.http.credentials import refused_hint
+    from crawler.run.runner import run_crawl
 
     # Until the run installs its own handlers (and after it removes them), a
     # signal ends the process quietly with status 1: nothing is written then.

@@ -2,7 +2,7 @@
 
 Precedence, lowest first: built-in defaults < ``--config`` TOML file <
 environment (``SWR_*``) < command-line flags. Credentials are not part of it:
-they come from the environment only (see :mod:`crawler.auth`), so a config
+they come from the environment only (see :mod:`crawler.http.credentials`), so a config
 file or ``run.json`` can never hold a secret.
 """
 

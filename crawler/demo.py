@@ -48,7 +48,7 @@ def write_demo_targets(catalogue_file: Path, out: Path, limit: int) -> int:
 @click.option("--no-progress", is_flag=True)
 def demo_command(out: str, count: int, concurrency: int, rate: float, no_progress: bool) -> None:
     """Start a sandbox SWR, crawl a few thousand targets, show the result."""
-    from crawler.runner import run_crawl
+    from crawler.run.runner import run_crawl
 
     out_dir = Path(out)
     for stale in ("tags", "errors", "run.json", "targets.txt", "catalogue.txt"):

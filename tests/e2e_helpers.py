@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawler.config import build_config
-from crawler.runner import RunResult, run_crawl
+from crawler.run.runner import RunResult, run_crawl
 
 TOKEN = "e2e-token"
 
@@ -43,7 +43,7 @@ async def crawl(
     **settings: Any,
 ) -> Outcome:
     """Write ``lines`` as a targets file and crawl them into ``out`` with the real pipeline."""
-    from crawler.schema import ERRORS_SCHEMA, TAGS_SCHEMA
+    from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 
     out.mkdir(parents=True, exist_ok=True)
     targets = out.parent / f"{out.name}-targets.txt"

@@ -19,9 +19,9 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from structlog.testing import capture_logs
 
-from crawler.auth import USER_AGENT, AkSkSigner, Secret, StaticToken, auth_from_env
 from crawler.errors import AuthenticationFailed, ConfigError
-from crawler.iam import IamLoginFailed, IamPasswordLogin, IamUnavailable
+from crawler.http.credentials import USER_AGENT, AkSkSigner, Secret, StaticToken, auth_from_env
+from crawler.http.iam import IamLoginFailed, IamPasswordLogin, IamUnavailable
 
 TOKEN = "MIIEXAMPLE-static-token-0123456789"
 AK = "HPUAEXAMPLEAK0000001"

@@ -23,8 +23,8 @@ import anyio
 import pytest
 from multidict import CIMultiDict
 
-from crawler import signer
-from crawler.auth import AkSkSigner
+from crawler.http import signer
+from crawler.http.credentials import AkSkSigner
 from crawler.sandbox import auth as sandbox_auth
 from crawler.sandbox import server as sandbox_server
 from crawler.sandbox.faults import FaultConfig

@@ -11,9 +11,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from crawler.output.schema import ERRORS_SCHEMA, META_RUN_ID, TAGS_SCHEMA
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
-from crawler.schema import ERRORS_SCHEMA, META_RUN_ID, TAGS_SCHEMA
 from tests.e2e_helpers import TOKEN, crawl
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +27,7 @@ def sandbox(**overrides: Any) -> SandboxConfig:
 
 
 def parse_api_time(text: str | None) -> datetime | None:
-    """An independent reading of the API's timestamps (not crawler.normalize)."""
+    """An independent reading of the API's timestamps (not crawler.output.normalize)."""
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

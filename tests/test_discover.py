@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.auth import StaticToken
-from crawler.client import SwrClient
 from crawler.config import build_config
-from crawler.discover import Discoverer, MarkerPager
+from crawler.crawl.discover import Discoverer, MarkerPager
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.pool import RetryPolicy
 from crawler.errors import AuthenticationFailed, ConfigError
-from crawler.limits import RateLimiter
-from crawler.pool import RetryPolicy
-from crawler.runner import run_crawl
+from crawler.http.client import SwrClient
+from crawler.http.credentials import StaticToken
+from crawler.run.runner import run_crawl
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox

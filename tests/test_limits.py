@@ -1,4 +1,4 @@
-"""Tests for crawler.limits: backoff, Retry-After, token bucket, adaptive rate, limiter.
+"""Tests for crawler.crawl.limits: backoff, Retry-After, token bucket, adaptive rate, limiter.
 
 No real time passes: the pure classes take ``now``, and the async limiter runs
 on :class:`VirtualTime`, a fake clock whose ``sleep`` jumps time forward once
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.limits import (
+from crawler.crawl.limits import (
     AdaptiveRate,
     RateLimiter,
     TokenBucket,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.lock import OutputLock, OutputLocked
+from crawler.output.lock import OutputLock, OutputLocked
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, sandbox_in_thread
 from tests.e2e_helpers import TOKEN
@@ -35,7 +35,7 @@ def test_second_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:
 def test_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
     """A process SIGKILLed while holding the lock leaves the file; the next run takes it over."""
     code = (
-        "import sys; from pathlib import Path; from crawler.lock import OutputLock\n"
+        "import sys; from pathlib import Path; from crawler.output.lock import OutputLock\n"
         f"OutputLock(Path({str(tmp_path / '.lock')!r})).acquire()\n"
         "print('locked', flush=True); sys.stdin.read()"
     )

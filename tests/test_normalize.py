@@ -1,4 +1,4 @@
-"""crawler.normalize: API bodies -> rows, manifests -> facts, timestamps, error bodies."""
+"""crawler.output.normalize: API bodies -> rows, manifests -> facts, timestamps, error bodies."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.normalize import (
+from crawler.output.normalize import (
     DecodeError,
     ManifestFacts,
     decode_object,
@@ -21,7 +21,7 @@ from crawler.normalize import (
     parse_timestamp,
     tag_row,
 )
-from crawler.schema import TAGS_COLUMNS, TAGS_SCHEMA
+from crawler.output.schema import TAGS_COLUMNS, TAGS_SCHEMA
 
 FETCHED_AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 

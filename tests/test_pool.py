@@ -15,11 +15,11 @@ import anyio
 import orjson
 import pytest
 
-from crawler.client import Response, TransportError
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.pool import Crawler, Failure, Intake, RetryPolicy, RunControl, classify
 from crawler.errors import ErrorKind
-from crawler.limits import RateLimiter
-from crawler.pool import Crawler, Failure, Intake, RetryPolicy, RunControl, classify
-from crawler.stats import RunStats
+from crawler.http.client import Response, TransportError
+from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, parse_reference
 
 OK_BODY = orjson.dumps(

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crawler.checkpoint import count_rows, has_run, read_checkpoint
 from crawler.errors import ConfigError
+from crawler.output.checkpoint import count_rows, has_run, read_checkpoint
+from crawler.output.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, TAGS_SCHEMA
+from crawler.output.schema import with_metadata as schema_with_metadata
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
-from crawler.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, TAGS_SCHEMA
-from crawler.schema import with_metadata as schema_with_metadata
 from crawler.targets import InvalidTarget, Target
 from tests.e2e_helpers import TOKEN, crawl, read_dataset
 
@@ -283,7 +283,7 @@ async def test_run_file_is_kept_current_during_a_segment(
     does not lose the segment's request count."""
     import anyio
 
-    from crawler import runner
+    from crawler.run import runner
 
     monkeypatch.setattr(runner, "REPORT_INTERVAL_MIN", 0.05)
     out = tmp_path / "out"

@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
-from crawler.auth import auth_from_env
-from crawler.client import SwrClient, TransportError
 from crawler.errors import AuthenticationFailed, ConfigError
-from crawler.iam import IamPasswordLogin
+from crawler.http.client import SwrClient, TransportError
+from crawler.http.credentials import auth_from_env
+from crawler.http.iam import IamPasswordLogin
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import RunningSandbox, SandboxConfig, running_sandbox, sandbox_in_thread
 from tests.e2e_helpers import Outcome, crawl

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from crawler.cli import cli
+from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
-from crawler.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 from tests.e2e_helpers import TOKEN, crawl, read_dataset
 
 SHARDS = 3

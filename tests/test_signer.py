@@ -11,7 +11,7 @@ from huaweicloudsdkcore.signer.signer import Signer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler import signer
+from crawler.http import signer
 
 AK = "HPUAEXAMPLEAK0000001"
 SK = "sk-Example-Secret-0123456789abcdefghijklmn"

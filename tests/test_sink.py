@@ -9,8 +9,14 @@ import anyio
 import pyarrow.parquet as pq
 import pytest
 
-from crawler.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, SCHEMA_VERSION
-from crawler.sink import MAX_BUFFERED_ROWS, Columns, Dataset, OutputWriter, atomic_write_bytes
+from crawler.output.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, SCHEMA_VERSION
+from crawler.output.sink import (
+    MAX_BUFFERED_ROWS,
+    Columns,
+    Dataset,
+    OutputWriter,
+    atomic_write_bytes,
+)
 
 
 class FakeClock:

@@ -1,6 +1,6 @@
 """Who may call the sandbox: static tokens, IAM-issued tokens, AK/SK signatures.
 
-Signatures are checked with :mod:`crawler.signer`, the same code the crawler
+Signatures are checked with :mod:`crawler.http.signer`, the same code the crawler
 signs with, which a test holds byte-identical to the official SDK's signer.
 Everything here is pure but for the clock passed in.
 """
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from crawler import signer
+from crawler.http import signer
 
 
 class IamUser(NamedTuple):

@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 
 from crawler import __version__
-from crawler.checkpoint import DatasetCounts
 from crawler.config import CrawlConfig
 from crawler.errors import DEFINITIVE_KINDS
-from crawler.schema import SCHEMA_VERSION
-from crawler.sink import atomic_write_bytes
-from crawler.stats import RunStats
+from crawler.output.checkpoint import DatasetCounts
+from crawler.output.schema import SCHEMA_VERSION
+from crawler.output.sink import atomic_write_bytes
+from crawler.run.stats import RunStats
 
 RUN_FILE = "run.json"
 SEGMENT_KEYS = ("run_id", "started_at", "ended_at", "complete", "stop_reason", "counts", "files")

@@ -20,8 +20,14 @@ from typing import Any
 import anyio
 import structlog
 
-from crawler.auth import auth_from_env
-from crawler.checkpoint import (
+from crawler.config import CrawlConfig, effective_endpoint
+from crawler.crawl.discover import Discoverer, DiscoverySource
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.pool import Crawler, Intake, RetryPolicy, RunControl, Source
+from crawler.errors import ConfigError
+from crawler.http.client import SwrClient, new_session
+from crawler.http.credentials import auth_from_env
+from crawler.output.checkpoint import (
     DATASETS,
     Checkpoint,
     check_compatible,
@@ -34,17 +40,11 @@ from crawler.checkpoint import (
     run_file_name,
     targets_fingerprint,
 )
-from crawler.client import SwrClient, new_session
-from crawler.config import CrawlConfig, effective_endpoint
-from crawler.discover import Discoverer, DiscoverySource
-from crawler.errors import ConfigError
-from crawler.limits import RateLimiter
-from crawler.lock import OutputLock
-from crawler.pool import Crawler, Intake, RetryPolicy, RunControl, Source
-from crawler.progress import count_lines, show_progress, wanted
-from crawler.report import RunReport, new_run_id
-from crawler.sink import OutputWriter
-from crawler.stats import RunStats
+from crawler.output.lock import OutputLock
+from crawler.output.sink import OutputWriter
+from crawler.run.progress import count_lines, show_progress, wanted
+from crawler.run.report import RunReport, new_run_id
+from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, iter_targets
 
 log = structlog.get_logger("crawler")

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
-from crawler.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
+from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
 
 log = structlog.get_logger("crawler")
 

@@ -12,7 +12,7 @@ batches, so a slow disk never stalls the event loop and a file of millions of
 targets is never held in memory. There are more workers than request slots:
 a worker that sleeps in backoff holds no slot, so a few failing targets do not
 starve the healthy ones. The pool knows neither aiohttp (see
-:mod:`crawler.client`) nor Parquet (see :mod:`crawler.sink`).
+:mod:`crawler.http.client`) nor Parquet (see :mod:`crawler.output.sink`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from anyio.abc import ObjectReceiveStream
 from anyio.lowlevel import current_token
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from crawler.client import Response, TransportError
+from crawler.crawl.limits import RateLimiter, backoff_delay, parse_retry_after
 from crawler.errors import (
     DEFINITIVE_KINDS,
     RETRYABLE_KINDS,
@@ -40,9 +40,9 @@ from crawler.errors import (
     ErrorKind,
     kind_for_status,
 )
-from crawler.limits import RateLimiter, backoff_delay, parse_retry_after
-from crawler.normalize import DecodeError, error_fields, tag_row
-from crawler.stats import RunStats
+from crawler.http.client import Response, TransportError
+from crawler.output.normalize import DecodeError, error_fields, tag_row
+from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, SeenSet, Target, in_shard
 
 log = structlog.get_logger("crawler")
@@ -68,7 +68,7 @@ class Sink(Protocol):
 
 
 class Recorded(Protocol):
-    """What ``--resume`` knows is already recorded (see :mod:`crawler.checkpoint`)."""
+    """What ``--resume`` knows is already recorded (see :mod:`crawler.output.checkpoint`)."""
 
     def holds(self, item: Target | InvalidTarget) -> bool: ...
 

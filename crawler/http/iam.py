@@ -1,6 +1,6 @@
 """IAM password login: a token from ``POST /v3/auth/tokens``, cached and renewed.
 
-One of the credential methods of :mod:`crawler.auth` (``method = "iam"``),
+One of the credential methods of :mod:`crawler.http.credentials` (``method = "iam"``),
 kept apart because it is a small HTTP client of its own: the login request,
 the token's lifetime by the local clock, renewal before expiry and once per
 401 shared by every worker (single flight), and an optional 0600 cache file
@@ -33,14 +33,21 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from crawler.auth import CONTENT_TYPE, TOKEN_HEADER, USER_AGENT, Secret, _header, utc_now
 from crawler.errors import AuthenticationFailed
+from crawler.http.credentials import (
+    CONTENT_TYPE,
+    TOKEN_HEADER,
+    USER_AGENT,
+    Secret,
+    _header,
+    utc_now,
+)
 
 __all__ = ["DEFAULT_IAM_ENDPOINT", "IamLoginFailed", "IamPasswordLogin", "IamUnavailable"]
 
 DEFAULT_IAM_ENDPOINT: Final = "https://iam.myhuaweicloud.com"
 
-_log = structlog.get_logger("crawler.auth")
+_log = structlog.get_logger("crawler.http.credentials")
 
 
 class IamLoginFailed(AuthenticationFailed):

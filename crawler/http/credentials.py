@@ -11,7 +11,7 @@ request and ``refresh()`` after a 401.
               optional ``CLOUD_SDK_PROJECT_ID`` (sent as ``X-Project-Id``) and
               ``CLOUD_SDK_SECURITY_TOKEN`` (temporary AK/SK, sent as
               ``X-Security-Token``). Every request signed with SDK-HMAC-SHA256
-              (:mod:`crawler.signer`), a fresh ``X-Sdk-Date`` each time.
+              (:mod:`crawler.http.signer`), a fresh ``X-Sdk-Date`` each time.
 ``iam``       ``SWR_IAM_USER``, ``SWR_IAM_PASSWORD``, ``SWR_IAM_DOMAIN`` (the
               account name the IAM user belongs to; for the account itself,
               the same as the user); ``SWR_IAM_PROJECT`` (project name, default
@@ -33,7 +33,7 @@ Secrets live in :class:`Secret` (its repr is ``Secret('***')``) and in the
 prebuilt header mappings that go on the wire; no repr, exception message or
 log event carries them.
 
-The IAM password login is a small HTTP client of its own: :mod:`crawler.iam`
+The IAM password login is a small HTTP client of its own: :mod:`crawler.http.iam`
 (its ``headers()`` may raise ``IamLoginFailed``, an ``AuthenticationFailed``,
 or ``IamUnavailable``, an ``aiohttp.ClientError``; see there).
 """
@@ -49,8 +49,9 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from crawler import __version__, signer
+from crawler import __version__
 from crawler.errors import ConfigError
+from crawler.http import signer
 
 __all__ = [
     "USER_AGENT",
@@ -78,7 +79,7 @@ ENV_IAM_PROJECT: Final = "SWR_IAM_PROJECT"
 ENV_IAM_ENDPOINT: Final = "SWR_IAM_ENDPOINT"
 ENV_IAM_TOKEN_CACHE: Final = "SWR_IAM_TOKEN_CACHE"  # noqa: S105 - a name, not a secret
 
-_log = structlog.get_logger("crawler.auth")
+_log = structlog.get_logger("crawler.http.credentials")
 
 
 def utc_now() -> datetime:
@@ -327,8 +328,8 @@ def auth_from_env(
             user_agent=user_agent,
         )
     elif iam_set:
-        # Imported here: crawler.iam builds on this module's Secret and headers.
-        from crawler.iam import DEFAULT_IAM_ENDPOINT, IamPasswordLogin
+        # Imported here: crawler.http.iam builds on this module's Secret and headers.
+        from crawler.http.iam import DEFAULT_IAM_ENDPOINT, IamPasswordLogin
 
         missing = _missing(iam_names, environ)
         project = _env(environ, ENV_IAM_PROJECT) or region

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from crawler.stats import RunStats
+from crawler.run.stats import RunStats
 
 REFRESH_SECONDS = 0.25
 

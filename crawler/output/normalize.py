@@ -374,7 +374,7 @@ def tag_row(
     fetched_at: datetime,
     attempts: int,
 ) -> dict[str, object]:
-    """One ``tags`` row, keyed exactly by ``crawler.schema.TAGS_COLUMNS``, in order.
+    """One ``tags`` row, keyed exactly by ``crawler.output.schema.TAGS_COLUMNS``, in order.
 
     ``namespace``/``repository``/``tag`` come from the target (repository with
     ``/``), not from the body. Values are the Python types pyarrow converts to

@@ -18,8 +18,8 @@ import aiohttp
 from yarl import URL
 
 from crawler import __version__
-from crawler.auth import Auth
 from crawler.errors import ErrorKind
+from crawler.http.credentials import Auth
 
 USER_AGENT = f"swr-crawler/{__version__}"
 

@@ -30,10 +30,10 @@ import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from crawler.client import Response, TransportError
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.pool import Batch, Failure, Intake, RetryPolicy, RunControl, failure_of
 from crawler.errors import RETRYABLE_KINDS, AuthenticationFailed, ErrorKind
-from crawler.limits import RateLimiter
-from crawler.pool import Batch, Failure, Intake, RetryPolicy, RunControl, failure_of
+from crawler.http.client import Response, TransportError
 from crawler.targets import Target, validate
 
 log = structlog.get_logger("crawler")
@@ -242,10 +242,10 @@ def _reason(failure: Failure) -> str:
 
 
 class DiscoverySource:
-    """Discovered targets as the worker pool's source (see :class:`crawler.pool.Source`).
+    """Discovered targets as the worker pool's source (see :class:`crawler.crawl.pool.Source`).
 
     Discovery runs beside the crawl: targets are deduplicated, sharded and
-    checked against ``--resume`` by the same :class:`~crawler.pool.Intake`
+    checked against ``--resume`` by the same :class:`~crawler.crawl.pool.Intake`
     rules as a file's, as they arrive. A refused credential stops the run
     like a 401 on a tag request.
     """

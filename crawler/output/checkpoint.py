@@ -49,8 +49,8 @@ import pyarrow.parquet as pq
 import structlog
 
 from crawler.errors import DEFINITIVE_KINDS, ConfigError, ErrorKind
-from crawler.schema import KEY_COLUMNS, META_SCHEMA_VERSION, SCHEMA_VERSION
-from crawler.sink import TMP_SUFFIX, fsync_dir, publish
+from crawler.output.schema import KEY_COLUMNS, META_SCHEMA_VERSION, SCHEMA_VERSION
+from crawler.output.sink import TMP_SUFFIX, fsync_dir, publish
 from crawler.targets import InvalidTarget, SeenSet, Target
 
 log = structlog.get_logger("crawler")

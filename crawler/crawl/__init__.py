@@ -1,0 +1,1 @@
+"""Turning targets into answers: the worker pool, retries, rate limits, discovery."""

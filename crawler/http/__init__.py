@@ -1,0 +1,1 @@
+"""The one network seam: the HTTP client, credentials, the AK/SK signer, IAM login."""

@@ -1,0 +1,1 @@
+"""Turning answers into files: rows, the Arrow schema, the Parquet sink, resume, the lock."""

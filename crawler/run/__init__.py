@@ -1,0 +1,1 @@
+"""One run from start to exit status: the runner, counters, run.json, progress."""
