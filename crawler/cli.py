@@ -7,22 +7,25 @@ problem becomes one line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import signal
 import sys
 import threading
-from typing import Any, ClassVar, NoReturn
+from collections.abc import Callable
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import anyio
 import click
 
 from crawler import __version__
-from crawler.config import build_config
+from crawler.config import FIELDS, build_config
 from crawler.errors import ConfigError
 from crawler.logs import configure_logging
 
 EXIT_USAGE = 2
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -57,49 +60,54 @@ def cli() -> None:
     """Crawl Huawei Cloud SWR tag details in bulk into Parquet."""
 
 
-_CRAWL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (("--targets",), {"help": "Targets file (text, .csv, .jsonl); - for stdin."}),
-    (("--discover",), {"is_flag": True, "default": None, "help": "Targets from the registry."}),
-    (
-        ("--namespace", "namespaces"),
-        {"multiple": True, "help": "With --discover: only this namespace (repeatable)."},
-    ),
-    (("--out",), {"help": "Output directory."}),
-    (("--targets-format",), {"type": click.Choice(["auto", "text", "csv", "jsonl"])}),
-    (("--endpoint",), {"help": "SWR API endpoint URL, e.g. http://127.0.0.1:8080."}),
-    (("--region",), {"help": "Region id, e.g. cn-north-4 (sets the endpoint)."}),
-    (("--concurrency",), {"type": int, "help": "Max requests in flight [16]."}),
-    (("--rate",), {"type": float, "help": "Max requests/s, retries included; 0 = no limit [20]."}),
-    (("--burst",), {"type": int, "help": "Token-bucket burst [1]."}),
-    (("--max-attempts",), {"type": int, "help": "Attempts per target, the first included [5]."}),
-    (("--backoff-initial",), {"type": float, "help": "First backoff ceiling, seconds [0.5]."}),
-    (("--backoff-max",), {"type": float, "help": "Backoff and Retry-After cap, seconds [30]."}),
-    (("--timeout",), {"type": float, "help": "Per-request total timeout, seconds [30]."}),
-    (("--resume",), {"is_flag": True, "default": None, "help": "Continue a run in --out."}),
-    (("--shard",), {"help": "I/N: take only this share of the targets (stable hash)."}),
-    (("--log-format",), {"type": click.Choice(["auto", "json", "console"])}),
-    (("--commit-seconds",), {"type": float, "help": "Publish rows at least this often [10]."}),
-    (("--file-rows",), {"type": int, "help": "Max rows per Parquet file [250000]."}),
-    (("--seed",), {"type": int, "help": "Seed for the backoff jitter (tests)."}),
-]
+#: Numeric field annotations (strings: annotations are postponed) and their click types.
+_NUMBER_TYPES: dict[str, type] = {"int": int, "int | None": int, "float": float}
 
 
-def _crawl_options(func: Any) -> Any:
-    for names, kwargs in reversed(_CRAWL_OPTIONS):
-        func = click.option(*names, default=kwargs.pop("default", None), **kwargs)(func)
+def _option_of(spec: dataclasses.Field[Any]) -> Callable[[F], F]:
+    """The click option of one :class:`CrawlConfig` field.
+
+    Its default stays the config's: an option not given is None, so that the
+    environment and the config file can still set it; ``--help`` shows it.
+    """
+    meta = spec.metadata
+    default = spec.default
+    flag = meta["flag"] or "--" + spec.name.replace("_", "-")
+    kwargs: dict[str, Any] = {"default": None, "metavar": meta["metavar"]}
+    shown: list[str] = []
+    if isinstance(default, bool):
+        if default:  # on unless turned off
+            flag = f"{flag}/--no-{flag.removeprefix('--')}"
+        else:
+            kwargs["is_flag"] = True
+    elif isinstance(default, tuple) and meta["metavar"] is None:
+        kwargs["multiple"] = True
+    elif meta["choices"] is not None:
+        kwargs["type"] = click.Choice(meta["choices"])
+    elif (kind := _NUMBER_TYPES.get(str(spec.type))) is not None:
+        kwargs["type"] = kind
+        if default is not None:
+            shown.append(str(default))
+    if meta["limits"] is not None:
+        shown.append(f"range {meta['limits'].describe()}")
+    text = meta["help"] + (f" [{', '.join(shown)}]" if shown else "")
+    return click.option(flag, spec.name, help=text, **kwargs)
+
+
+def _crawl_options(func: F) -> F:
+    """Every setting of :class:`CrawlConfig` as a flag of ``crawl``, in field order."""
+    for spec in reversed(FIELDS.values()):
+        func = _option_of(spec)(func)
     return func
 
 
 @cli.command()
 @_crawl_options
 @click.option("--config", "config_path", help="TOML config file.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def crawl(config_path: str | None, no_progress: bool, **flags: Any) -> None:
+def crawl(config_path: str | None, **flags: Any) -> None:
     """Crawl the tag details of every target into Parquet under --out."""
     if os.environ.get("JOB_COMPLETION_INDEX") and not flags.get("shard"):
         flags["shard"] = _shard_from_job_index(os.environ)
-    if no_progress:
-        flags["progress"] = False
     if not flags.get("namespaces"):
         flags["namespaces"] = None  # click gives () for an unused multiple option
     try:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from crawler import __version__
 from crawler.cli import cli
+from crawler.config import FIELDS
 
 ENV = {"SWR_AUTH_TOKEN": "t"}
 
@@ -45,6 +46,44 @@ def test_version_and_help() -> None:
         "--no-progress",
     ):
         assert option in out
+
+
+def test_every_setting_is_a_flag_whose_help_shows_the_config_default() -> None:
+    """Each CrawlConfig field has a crawl flag, and numeric ones show the config's default."""
+    code, out = invoke("crawl", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for spec in FIELDS.values():
+        flag = spec.metadata["flag"] or "--" + spec.name.replace("_", "-")
+        assert flag in text, flag
+        if spec.metadata["limits"] is not None:
+            assert f"[{spec.default}, range {spec.metadata['limits'].describe()}]" in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rate", "inf"],
+        ["--max-attempts", "99999999999999999999"],
+        ["--concurrency", "2000000"],
+        ["--timeout", "inf"],
+    ],
+)
+def test_out_of_range_numbers_exit_2_without_a_traceback(tmp_path: Path, args: list[str]) -> None:
+    """A number beyond its documented range is one error line and exit 2, never an exception."""
+    (tmp_path / "t.txt").write_text("ns/repo:v1\n")
+    code, out = invoke(
+        "crawl",
+        "--targets",
+        str(tmp_path / "t.txt"),
+        "--out",
+        str(tmp_path / "o"),
+        "--endpoint",
+        "http://127.0.0.1:9",
+        *args,
+    )
+    assert code == 2, out
+    assert [line for line in out.splitlines() if line.startswith("swr-crawler: error:")], out
 
 
 def test_unknown_flag_is_usage_error() -> None:

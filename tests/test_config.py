@@ -58,6 +58,37 @@ def test_bad_values_are_one_line_config_errors(flags: dict[str, object], fragmen
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        ({"concurrency": 2_000_000}, "concurrency must be <= 1024"),
+        ({"burst": 10**6}, "burst must be <= 1000"),
+        ({"max_attempts": 99999999999999999999}, "max-attempts must be <= 100"),
+        ({"rate": float("inf")}, "rate must be a finite number"),
+        ({"rate": float("nan")}, "rate must be a finite number"),
+        ({"timeout": float("inf")}, "timeout must be a finite number"),
+        ({"backoff_max": 10**9}, "backoff-max must be <= 3600"),
+        ({"commit_seconds": 0}, "commit-seconds must be > 0"),
+        ({"file_rows": 0}, "file-rows must be >= 1"),
+    ],
+)
+def test_numbers_outside_their_documented_range_are_refused(
+    flags: dict[str, object], fragment: str
+) -> None:
+    """Every numeric setting has a range; beyond it (or infinite, or NaN) is a one-line error."""
+    with pytest.raises(ConfigError) as info:
+        build_config({**BASE, **flags}, environ={})
+    assert fragment in str(info.value)
+
+
+def test_infinite_integer_in_a_config_file_is_a_config_error(tmp_path: Path) -> None:
+    """``max_attempts = inf`` in TOML is a ConfigError naming the file, not an OverflowError."""
+    toml = tmp_path / "c.toml"
+    toml.write_text("max_attempts = inf\n")
+    with pytest.raises(ConfigError, match="max_attempts"):
+        build_config(BASE, config_path=str(toml), environ={})
+
+
 def test_bad_environment_value_names_the_variable() -> None:
     """A non-numeric SWR_CONCURRENCY is reported with the variable's name."""
     with pytest.raises(ConfigError, match="SWR_CONCURRENCY"):
