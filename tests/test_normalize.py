@@ -580,6 +580,7 @@ def test_tag_row_api_page_example() -> None:
         "platforms": None,
         "fetched_at": FETCHED_AT,
         "attempts": 3,
+        "extra": None,
     }
 
 
@@ -596,12 +597,27 @@ def test_tag_row_target_comes_from_arguments_not_body() -> None:
     assert (row["namespace"], row["repository"], row["tag"]) == ("team.a", "group/sub/app", "1.2.3")
 
 
-def test_tag_row_missing_null_and_extra_fields() -> None:
-    """Missing and null fields become None; unknown fields (deleted, scanned, Tag) are ignored."""
-    row = _row(_body(id=None, size=None, manifest=None, deleted=True, scanned=False, Tag="x"))
-    assert all(row[column] is None for column in TAGS_COLUMNS[3:-2])
+def test_tag_row_missing_and_null_fields() -> None:
+    """Missing and null documented fields become None, and leave ``extra`` null."""
+    row = _row(_body(id=None, size=None, manifest=None, tag="v1"))
+    columns = [c for c in TAGS_COLUMNS[3:] if c not in ("fetched_at", "attempts")]
+    assert all(row[column] is None for column in columns)
     assert row["fetched_at"] == FETCHED_AT
     assert row["attempts"] == 1
+
+
+def test_tag_row_keeps_unknown_fields_in_extra() -> None:
+    """Undocumented fields land in ``extra`` as sent, in order, a null one included."""
+    row = _row(_body(id=7, deleted=True, scanned=None, Tag="x", labels={"a": [1, "b"]}, digest="d"))
+    assert row["id"] == 7
+    assert row["digest"] == "d"
+    assert isinstance(row["extra"], str)
+    assert list(json.loads(row["extra"]).items()) == [
+        ("deleted", True),
+        ("scanned", None),
+        ("Tag", "x"),
+        ("labels", {"a": [1, "b"]}),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,30 @@ LIST_MEDIA_TYPES: Final = frozenset(
     }
 )
 
+#: The fields of a tag-details answer that the API page documents. Any other
+#: field goes, with its value as sent (null included), into the ``extra``
+#: column, so nothing the service returns is thrown away. ``tag`` is
+#: documented but not a column: the row's tag is the target's.
+API_FIELDS: Final = frozenset(
+    {
+        "id",
+        "repo_id",
+        "tag",
+        "image_id",
+        "manifest",
+        "digest",
+        "schema",
+        "path",
+        "internal_path",
+        "size",
+        "is_trusted",
+        "created",
+        "updated",
+        "domain_id",
+        "tag_type",
+    }
+)
+
 #: How much of a non-JSON error body is kept for the operator.
 ERROR_TEXT_LIMIT: Final = 200
 
@@ -377,7 +401,8 @@ def tag_row(
     """One ``tags`` row, keyed exactly by ``crawler.output.schema.TAGS_COLUMNS``, in order.
 
     ``namespace``/``repository``/``tag`` come from the target (repository with
-    ``/``), not from the body. Values are the Python types pyarrow converts to
+    ``/``), not from the body. Fields the API page does not document go into
+    ``extra`` (see :data:`API_FIELDS`). Values are the Python types pyarrow converts to
     each column's type; anything unusable or out of range is None.
 
     Raises DecodeError if ``body`` is not a JSON object; TypeError if
@@ -428,7 +453,16 @@ def tag_row(
         "platforms": facts.platforms,
         "fetched_at": fetched_at,
         "attempts": attempts,
+        "extra": _extra(data),
     }
+
+
+def _extra(data: dict[str, object]) -> str | None:
+    """The undocumented fields of an answer as a JSON object (in the order sent); None if none."""
+    unknown = data.keys() - API_FIELDS
+    if not unknown:
+        return None
+    return orjson.dumps({key: value for key, value in data.items() if key in unknown}).decode()
 
 
 # --- error bodies ----------------------------------------------------------------

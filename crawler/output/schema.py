@@ -1,7 +1,18 @@
 """The output's Arrow schemas, versioned. The one place the columns are defined.
 
-Bump :data:`SCHEMA_VERSION` on any change a reader would notice (a column
-added, removed, renamed or retyped); ``--resume`` refuses to mix versions.
+Bump :data:`SCHEMA_VERSION` on any change a reader would notice;
+``--resume`` refuses to mix versions within one run. A new version only ever
+*adds nullable columns* at the end (never removes, renames or retypes one), so
+snapshots written by different versions read together as one table (DuckDB
+``union_by_name=true``, ``pyarrow.unify_schemas``, Spark ``mergeSchema``): a
+column a file does not have reads as null. :data:`TAGS_ADDED` records what each
+version added; ``tests/test_schema.py`` holds every version to that rule.
+
+History:
+
+* 1: the first schema.
+* 2: ``tags.extra`` (JSON object text of the fields the API returned that no
+  column holds; null when there are none).
 """
 
 from __future__ import annotations
@@ -10,12 +21,12 @@ import pyarrow as pa
 
 from crawler import __version__
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 #: Timestamps are microseconds in UTC: BigQuery and Spark reject nanoseconds.
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-TAGS_SCHEMA = pa.schema(
+_TAGS_V1 = pa.schema(
     [
         pa.field("namespace", pa.string(), nullable=False),
         pa.field("repository", pa.string(), nullable=False),
@@ -43,6 +54,25 @@ TAGS_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32(), nullable=False),
     ]
 )
+
+#: The nullable ``tags`` columns each schema version added, appended in this order.
+TAGS_ADDED: dict[str, tuple[pa.Field, ...]] = {
+    "2": (pa.field("extra", pa.string()),),
+}
+
+
+def tags_schema(version: str) -> pa.Schema:
+    """The ``tags`` schema as schema ``version`` wrote it (``"1"`` .. :data:`SCHEMA_VERSION`)."""
+    if not version.isdigit() or not 1 <= int(version) <= int(SCHEMA_VERSION):
+        raise ValueError(f"no tags schema version {version!r}")
+    fields = list(_TAGS_V1)
+    for added_in in sorted(TAGS_ADDED, key=int):
+        if int(added_in) <= int(version):
+            fields.extend(TAGS_ADDED[added_in])
+    return pa.schema(fields)
+
+
+TAGS_SCHEMA = tags_schema(SCHEMA_VERSION)
 
 ERRORS_SCHEMA = pa.schema(
     [
