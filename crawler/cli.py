@@ -133,7 +133,7 @@ def _intake_blocked() -> bool:
     its input the thread may still be on its way out, and exiting with
     os._exit then would cut short whoever called us (a test runner, say).
     """
-    from crawler.crawl.pool import INTAKE_THREAD
+    from crawler.crawl.intake import INTAKE_THREAD
 
     for thread in threading.enumerate():
         if thread.name == INTAKE_THREAD:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 import anyio
@@ -13,52 +14,44 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crawler.config import build_config
-from crawler.crawl.discover import Discoverer, MarkerPager
+from crawler.crawl.attempt import Attempts
+from crawler.crawl.control import RunControl
+from crawler.crawl.discover import Discoverer, DiscoverySource, MarkerPager
+from crawler.crawl.intake import Intake
 from crawler.crawl.limits import RateLimiter
-from crawler.crawl.pool import RetryPolicy
+from crawler.crawl.pool import Crawler
+from crawler.crawl.retry import RetryPolicy
 from crawler.errors import AuthenticationFailed, ConfigError
-from crawler.http.client import SwrClient
+from crawler.http.client import Response, SwrClient
 from crawler.http.credentials import StaticToken
 from crawler.run.runner import run_crawl
+from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
 from crawler.targets import Target
+from tests.fakes import ListSink
 
 TOKEN = "discover-token"
 
 
-def test_marker_pager_stops_on_every_end_signal() -> None:
-    """Empty/zero/repeated markers, has_more false and empty pages all end the walk."""
-    for body, items in (
-        ({"nextMarker": ""}, 5),
-        ({"nextMarker": 0}, 5),
-        ({"nextMarker": "7", "has_more": False}, 5),
-        ({"nextMarker": "7"}, 0),
-        ({}, 5),
-    ):
-        pager = MarkerPager(limit=5)
-        pager.update(body, items)
-        assert pager.done, body
-    pager = MarkerPager(limit=5)
-    pager.update({"nextMarker": 9}, 5)
-    assert (pager.done, pager.params()) == (False, [("limit", "5"), ("marker", "9")])
-    pager.update({"nextMarker": 9}, 5)
-    assert pager.done  # a repeated marker would loop forever
-
-
-@given(st.lists(st.one_of(st.integers(0, 50), st.text(max_size=3)), max_size=30))
-def test_marker_pager_always_terminates(markers: list[object]) -> None:
-    """Whatever markers a server sends, the pager asks for at most len(markers)+1 pages."""
+@given(st.lists(st.one_of(st.integers(1, 50), st.text(min_size=1, max_size=3)), min_size=1))
+def test_marker_pager_sends_markers_back_and_ends_on_a_repeat(markers: list[object]) -> None:
+    """A server that cycles through markers forever: the pager sends each answer's marker
+    back as it came, and stops at the first one it has seen, len(distinct) + 1 pages at most."""
     pager = MarkerPager(limit=1)
+    distinct = {str(m) for m in markers if str(m) not in ("", "0")}
     pages = 0
-    for marker in [*markers, ""]:
-        if pager.done:
-            break
+    previous: str | None = None
+    while not pager.done:
+        assert pages <= len(distinct) + 1, "the pager did not stop on a repeated marker"
+        sent = dict(pager.params()).get("marker")
+        assert sent == previous
+        marker = markers[pages % len(markers)]
         pages += 1
         pager.update({"nextMarker": marker}, 1)
-    assert pager.done
-    assert pages <= len(markers) + 1
+        previous = str(marker)
+    assert pages <= len(distinct) + 1
 
 
 async def discover(
@@ -67,12 +60,15 @@ async def discover(
     """Run discovery against a sandbox; return what it found, in order."""
     async with running_sandbox(config) as sb:
         client = SwrClient(sb.url, StaticToken(TOKEN), timeout=5, max_connections=4)
-        discoverer = Discoverer(
-            client,
-            RateLimiter(0),
+        attempts = Attempts(
+            limiter=RateLimiter(0),
             policy=RetryPolicy(max_attempts, backoff, backoff * 4),
+            concurrency=4,
+            stats=RunStats(),
+            control=RunControl(),
             rng=random.Random(0),
         )
+        discoverer = Discoverer(client, attempts)
         send, receive = anyio.create_memory_object_stream[Target](8)
         found: list[Target] = []
 
@@ -197,3 +193,108 @@ def test_discover_and_targets_together_is_a_usage_error() -> None:
         build_config(
             {"out": "o", "endpoint": "http://h", "discover": True, "targets": "t"}, environ={}
         )
+
+
+class CountingClient:
+    """The real client, counting the requests in flight at once (tag details and lists)."""
+
+    def __init__(self, client: SwrClient) -> None:
+        self._client = client
+        self.in_flight = 0
+        self.peak = 0
+        self.lists = 0
+
+    async def _counted(self, call: Awaitable[Response]) -> Response:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            return await call
+        finally:
+            self.in_flight -= 1
+
+    async def get(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Response:
+        self.lists += 1
+        return await self._counted(self._client.get(path, query))
+
+    async def fetch_tag(self, request_path: str) -> Response:
+        return await self._counted(self._client.fetch_tag(request_path))
+
+
+@pytest.mark.anyio
+async def test_list_requests_are_bounded_by_concurrency() -> None:
+    """List pages and tag requests share the --concurrency slots: never more at once."""
+    config = SandboxConfig(
+        seed=3,
+        namespaces=2,
+        repos_per_namespace=8,
+        tags_per_repo=3,
+        tokens=frozenset({TOKEN}),
+        faults=FaultConfig(latency=0.01),
+    )
+    async with running_sandbox(config) as sb:
+        real = SwrClient(sb.url, StaticToken(TOKEN), timeout=5, max_connections=8)
+        client = CountingClient(real)
+        stats, control = RunStats(), RunControl()
+        attempts = Attempts(
+            limiter=RateLimiter(0),
+            policy=RetryPolicy(3, 0.0, 0.0),
+            concurrency=2,
+            stats=stats,
+            control=control,
+        )
+        # Four tag listers and four crawl workers would send up to 8 at once unbounded.
+        discoverer = Discoverer(client, attempts, concurrency=4)
+        sink = ListSink()
+        crawler = Crawler(fetcher=client, sink=sink, attempts=attempts, concurrency=2, stats=stats)
+        try:
+            await crawler.run(DiscoverySource(discoverer, Intake((), stats), control))
+        finally:
+            await real.aclose()
+    assert len(sink.tags) == 2 * 8 * 3
+    assert client.lists == 1 + 2 + 16
+    assert client.peak == 2
+    assert stats.requests_by_api == {
+        "namespaces": 1,
+        "repositories": 2,
+        "tag_pages": 16,
+        "tag_details": 48,
+    }
+
+
+@pytest.mark.anyio
+async def test_a_failed_listing_ends_the_run_incomplete(tmp_path: Path) -> None:
+    """A tag listing that fails for good: the rest is crawled, complete: false, exit 1."""
+    catalogue = Catalogue(seed=8, namespaces=1, repos_per_namespace=3, tags_per_repo=2)
+    namespace = catalogue.namespaces()[0]
+    broken = catalogue.repositories(namespace)[1]
+    faults = FaultConfig(scripts={f"tags:{namespace}/{broken}": ["503"] * 5})
+    config = SandboxConfig(
+        seed=8,
+        namespaces=1,
+        repos_per_namespace=3,
+        tags_per_repo=2,
+        tokens=frozenset({TOKEN}),
+        faults=faults,
+    )
+    async with running_sandbox(config) as sb:
+        settings = build_config(
+            {
+                "out": str(tmp_path / "out"),
+                "endpoint": sb.url,
+                "discover": True,
+                "rate": 0,
+                "max_attempts": 5,
+                "backoff_initial": 0.0,
+                "backoff_max": 0.0,
+                "progress": False,
+            },
+            environ={},
+        )
+        result = await run_crawl(settings, environ={"SWR_AUTH_TOKEN": TOKEN}, handle_signals=False)
+    tags = pq.read_table(tmp_path / "out" / "tags").to_pylist()
+    assert sorted({r["repository"] for r in tags}) == sorted(
+        set(catalogue.repositories(namespace)) - {broken}
+    )
+    report = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert report["complete"] is False
+    assert result.exit_code == 1

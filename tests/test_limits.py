@@ -1,4 +1,4 @@
-"""Tests for crawler.crawl.limits: backoff, Retry-After, token bucket, adaptive rate, limiter.
+"""Tests for the rate limits (crawler.crawl.limits) and the backoff maths (crawler.crawl.retry).
 
 No real time passes: the pure classes take ``now``, and the async limiter runs
 on :class:`VirtualTime`, a fake clock whose ``sleep`` jumps time forward once
@@ -26,9 +26,8 @@ from crawler.crawl.limits import (
     AdaptiveRate,
     RateLimiter,
     TokenBucket,
-    backoff_delay,
-    parse_retry_after,
 )
+from crawler.crawl.retry import backoff_delay, parse_retry_after
 
 # --------------------------------------------------------------------------- fakes
 

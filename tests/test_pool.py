@@ -15,12 +15,17 @@ import anyio
 import orjson
 import pytest
 
+from crawler.crawl.attempt import Attempts
+from crawler.crawl.control import RunControl
+from crawler.crawl.intake import Intake
 from crawler.crawl.limits import RateLimiter
-from crawler.crawl.pool import Crawler, Failure, Intake, RetryPolicy, RunControl, classify
+from crawler.crawl.pool import Crawler
+from crawler.crawl.retry import Failure, RetryPolicy, classify
 from crawler.errors import ErrorKind
 from crawler.http.client import Response, TransportError
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, parse_reference
+from tests.fakes import ListSink
 
 OK_BODY = orjson.dumps(
     {
@@ -64,21 +69,6 @@ class ScriptedFetcher:
             self.in_flight -= 1
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.tags: list[dict[str, object]] = []
-        self.errors: list[dict[str, object]] = []
-
-    def add_tag(self, row: dict[str, object]) -> None:
-        self.tags.append(row)
-
-    def add_error(self, row: dict[str, object]) -> None:
-        self.errors.append(row)
-
-    async def wait_for_room(self) -> None:
-        return None
-
-
 def targets(n: int) -> list[Target]:
     return [Target("ns", "team/app", f"t{i}") for i in range(n)]
 
@@ -91,15 +81,16 @@ async def run_pool(
     max_attempts: int = 3,
 ) -> tuple[ListSink, RunStats, RunControl]:
     sink, stats, control = ListSink(), RunStats(), RunControl()
-    crawler = Crawler(
-        fetcher=fetcher,
-        sink=sink,
+    attempts = Attempts(
         limiter=RateLimiter(0),
         policy=RetryPolicy(max_attempts, 0.0, 0.0),
         concurrency=concurrency,
         stats=stats,
         control=control,
         rng=random.Random(1),
+    )
+    crawler = Crawler(
+        fetcher=fetcher, sink=sink, attempts=attempts, concurrency=concurrency, stats=stats
     )
     await crawler.run(Intake(items, stats))
     return sink, stats, control
@@ -194,8 +185,8 @@ async def test_invalid_duplicate_and_valid_each_once() -> None:
 
 
 @pytest.mark.anyio
-async def test_retry_after_pauses_everyone_and_is_capped() -> None:
-    """A 429 with Retry-After is honoured (capped by backoff_max) and then succeeds."""
+async def test_429_with_retry_after_is_retried_and_counted() -> None:
+    """A 429 with Retry-After: 0 is retried: the row has attempts == 2, one 429 is counted."""
     target = targets(1)[0]
     fetcher = ScriptedFetcher({target.request_path: [(429, "0")]})
     sink, stats, _ = await run_pool([target], fetcher)
@@ -209,15 +200,10 @@ async def test_stop_leaves_remaining_targets_unrecorded() -> None:
     sink, stats, control = ListSink(), RunStats(), RunControl()
     fetcher = ScriptedFetcher({})
     control.stop("signal SIGTERM")
-    crawler = Crawler(
-        fetcher=fetcher,
-        sink=sink,
-        limiter=RateLimiter(0),
-        policy=RetryPolicy(),
-        concurrency=2,
-        stats=stats,
-        control=control,
+    attempts = Attempts(
+        limiter=RateLimiter(0), policy=RetryPolicy(), concurrency=2, stats=stats, control=control
     )
+    crawler = Crawler(fetcher=fetcher, sink=sink, attempts=attempts, concurrency=2, stats=stats)
     await crawler.run(Intake(targets(50), stats))
     assert sum(fetcher.calls.values()) == 0
     assert sink.tags == sink.errors == []
@@ -294,3 +280,85 @@ def test_classify_passes_transport_failures_through() -> None:
     """A failure without a response (timeout, reset) is returned as it is."""
     failure = Failure(ErrorKind.TIMEOUT, error_msg="no answer")
     assert classify(failure, TARGET, 1, NOW) is failure
+
+
+class FakeClock:
+    """The limiter's clock and sleep: a sleep records its length and moves time forward."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await anyio.sleep(0)
+
+
+@pytest.mark.anyio
+async def test_retry_after_is_capped_by_backoff_max_and_pauses_everyone() -> None:
+    """Retry-After: 3600 with --backoff-max 2 holds every request 2 s, not an hour."""
+    items = targets(3)
+    clock = FakeClock()
+    sent_at: list[float] = []
+
+    class Timed(ScriptedFetcher):
+        async def fetch_tag(self, request_path: str) -> Response:
+            sent_at.append(clock.now)
+            return await super().fetch_tag(request_path)
+
+    fetcher = Timed({items[0].request_path: [(429, "3600")]})
+    sink, stats, control = ListSink(), RunStats(), RunControl()
+    attempts = Attempts(
+        limiter=RateLimiter(0, clock=clock.clock, sleep=clock.sleep),
+        policy=RetryPolicy(5, 0.0, 2.0),
+        concurrency=1,
+        stats=stats,
+        control=control,
+        rng=random.Random(1),
+    )
+    crawler = Crawler(fetcher=fetcher, sink=sink, attempts=attempts, concurrency=1, stats=stats)
+    with anyio.fail_after(5):
+        await crawler.run(Intake(items, stats))
+    assert len(sink.tags) == 3
+    assert sent_at[0] == 0.0
+    assert all(t == 2.0 for t in sent_at[1:]), sent_at  # the other targets waited too
+    assert len(sent_at) == 4
+    assert sum(clock.slept) == 2.0
+
+
+@pytest.mark.anyio
+async def test_a_target_in_backoff_holds_no_slot() -> None:
+    """With one slot, a target sleeping a long backoff does not keep another from its request."""
+    failing, healthy = targets(2)
+    order: list[str] = []
+    control = RunControl()
+
+    class Recording(ScriptedFetcher):
+        async def fetch_tag(self, request_path: str) -> Response:
+            order.append(request_path)
+            response = await super().fetch_tag(request_path)
+            if request_path == healthy.request_path:
+                control.stop("test done")  # wakes the backoff sleep at once
+            return response
+
+    fetcher = Recording({failing.request_path: [503]})
+    sink, stats = ListSink(), RunStats()
+    attempts = Attempts(
+        limiter=RateLimiter(0),
+        # random.Random(1)'s first full-jitter draw over [0, 60] s is about 8 s.
+        policy=RetryPolicy(5, 60.0, 60.0),
+        concurrency=1,
+        stats=stats,
+        control=control,
+        rng=random.Random(1),
+    )
+    crawler = Crawler(fetcher=fetcher, sink=sink, attempts=attempts, concurrency=1, stats=stats)
+    with anyio.fail_after(5):  # a slot held through the backoff would block here
+        await crawler.run(Intake([failing, healthy], stats))
+    assert order == [failing.request_path, healthy.request_path]
+    assert [r["tag"] for r in sink.tags] == [healthy.tag]
+    assert stats.retries == 1

@@ -1,6 +1,6 @@
 """Registry discovery: every ``namespace/repository:tag`` a credential can see.
 
-Three levels of the SWR list APIs (see ``reference/swr-api-notes.md``)::
+Three levels of the SWR list APIs (see ``docs/swr-api.md``)::
 
     ListNamespaces        GET /v2/manage/namespaces                   not paginated
     ListRepoDetails (v3)  GET /v3/manage/repos?namespace=NS           marker: int id, 0 at the end
@@ -8,7 +8,8 @@ Three levels of the SWR list APIs (see ``reference/swr-api-notes.md``)::
 
 The paginators are small pure state machines (``update(body)`` then
 ``params()``), kept apart from the I/O. Every list request goes through the
-crawl's rate limiter and is retried like a tag request (429, 5xx, timeouts);
+crawl's attempt loop (:mod:`crawler.crawl.attempt`): the same request slots,
+rate limiter, retries (429, 5xx, timeouts) and counters as a tag request;
 a definitive failure of one listing (403/404) is logged and counted, and the
 rest of the registry is still discovered. Tags of different repositories are
 listed concurrently; discovered targets stream into the crawl as they come,
@@ -17,7 +18,6 @@ so the crawl starts long before discovery ends.
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,10 +30,12 @@ import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from crawler.crawl.limits import RateLimiter
-from crawler.crawl.pool import Batch, Failure, Intake, RetryPolicy, RunControl, failure_of
-from crawler.errors import RETRYABLE_KINDS, AuthenticationFailed, ErrorKind
-from crawler.http.client import Response, TransportError
+from crawler.crawl.attempt import Attempts, Done, Failed
+from crawler.crawl.control import RunControl
+from crawler.crawl.intake import Batch, Intake
+from crawler.crawl.retry import Failure, failure_of
+from crawler.errors import AuthenticationFailed, ErrorKind
+from crawler.http.client import Response
 from crawler.targets import Target, validate
 
 log = structlog.get_logger("crawler")
@@ -110,20 +112,10 @@ class DiscoveryStats:
 class Discoverer:
     """Lists the registry and sends :class:`Target` s into a stream."""
 
-    def __init__(
-        self,
-        client: Getter,
-        limiter: RateLimiter,
-        *,
-        policy: RetryPolicy | None = None,
-        concurrency: int = 4,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, client: Getter, attempts: Attempts, *, concurrency: int = 4) -> None:
         self._client = client
-        self._limiter = limiter
-        self._policy = policy or RetryPolicy()
+        self._attempts = attempts
         self._concurrency = concurrency
-        self._rng = rng or random.Random()
         self.stats = DiscoveryStats()
 
     async def run(
@@ -149,7 +141,7 @@ class Discoverer:
         log.info("discover.finished", **self.stats.as_dict())
 
     async def _namespaces(self) -> list[str]:
-        body = await self._get_json("/v2/manage/namespaces", [])
+        body = await self._get_json("namespaces", "/v2/manage/namespaces", [])
         items = body.get("namespaces") if isinstance(body, dict) else None
         names = [str(item["name"]) for item in items or [] if isinstance(item, dict)]
         return names
@@ -161,7 +153,7 @@ class Discoverer:
         while not pager.done:
             try:
                 body = await self._get_json(
-                    "/v3/manage/repos", [("namespace", namespace), *pager.params()]
+                    "repositories", "/v3/manage/repos", [("namespace", namespace), *pager.params()]
                 )
             except DiscoveryFailed as exc:
                 self._failed("repositories", namespace, exc)
@@ -187,7 +179,7 @@ class Discoverer:
                 pager = MarkerPager()
                 while not pager.done:
                     try:
-                        body = await self._get_json(path, pager.params())
+                        body = await self._get_json("tag_pages", path, pager.params())
                     except DiscoveryFailed as exc:
                         self._failed("tags", f"{namespace}/{repository}", exc)
                         break
@@ -204,48 +196,43 @@ class Discoverer:
         self.stats.failures += 1
         log.warning("discover.listing_failed", listing=what, scope=where, reason=str(exc))
 
-    async def _get_json(self, path: str, query: Sequence[tuple[str, str]]) -> Any:
-        """GET a list page, retrying transient failures like a tag request."""
-        attempt = 0
-        while True:
-            attempt += 1
-            await self._limiter.acquire()
-            self.stats.requests += 1
-            try:
-                response = await self._client.get(path, query)
-            except TransportError as exc:
-                failure = Failure(exc.kind, error_msg=exc.message)
-            else:
-                if response.status == 200:
-                    try:
-                        return orjson.loads(response.body)
-                    except orjson.JSONDecodeError:
-                        failure = Failure(ErrorKind.DECODE, 200, error_msg="list page is not JSON")
-                else:
-                    failure = failure_of(response, datetime.now(UTC))
+    async def _get_json(self, api: str, path: str, query: Sequence[tuple[str, str]]) -> Any:
+        """GET a list page through the attempt loop; its JSON value.
+
+        Raises :class:`AuthenticationFailed` on a 401 and :class:`DiscoveryFailed`
+        when the page fails for good.
+        """
+        outcome = await self._attempts.run(
+            api, path, lambda: self._client.get(path, query), _decode_page
+        )
+        self.stats.requests += outcome.attempts
+        if isinstance(outcome, Done):
+            return outcome.value
+        if isinstance(outcome, Failed):
+            failure = outcome.failure
             if failure.kind is ErrorKind.UNAUTHORIZED:
-                raise AuthenticationFailed(f"listing {path}: {_reason(failure)}")
-            if failure.kind not in RETRYABLE_KINDS or attempt >= self._policy.max_attempts:
-                raise DiscoveryFailed(_reason(failure))
-            delay = self._policy.wait_before_retry(failure, attempt, self._limiter, self._rng)
-            if failure.retry_after is None:
-                await anyio.sleep(delay)
+                raise AuthenticationFailed(f"listing {path}: {failure.reason()}")
+            raise DiscoveryFailed(failure.reason())
+        raise DiscoveryFailed("the run stopped")
 
 
-def _reason(failure: Failure) -> str:
-    """One line: the kind, and the status, code and message when there was an answer."""
-    parts = [f"{failure.kind.value}:"]
-    if failure.http_status is not None:
-        parts.append(f"HTTP {failure.http_status}")
-    parts += [p for p in (failure.error_code, failure.error_msg) if p]
-    return " ".join(parts)
+def _decode_page(outcome: Response | Failure, attempts: int) -> Any:
+    """A list page's JSON value, or the failure its answer is."""
+    if isinstance(outcome, Failure):
+        return outcome
+    if outcome.status != 200:
+        return failure_of(outcome, datetime.now(UTC))
+    try:
+        return orjson.loads(outcome.body)
+    except orjson.JSONDecodeError:
+        return Failure(ErrorKind.DECODE, 200, error_msg="list page is not JSON")
 
 
 class DiscoverySource:
-    """Discovered targets as the worker pool's source (see :class:`crawler.crawl.pool.Source`).
+    """Discovered targets as the worker pool's source (see :class:`crawler.crawl.intake.Source`).
 
     Discovery runs beside the crawl: targets are deduplicated, sharded and
-    checked against ``--resume`` by the same :class:`~crawler.crawl.pool.Intake`
+    checked against ``--resume`` by the same :class:`~crawler.crawl.intake.Intake`
     rules as a file's, as they arrive. A refused credential stops the run
     like a 401 on a tag request.
     """

@@ -1,18 +1,15 @@
-"""Rate limiting and backoff: pure maths, plus one thin async wrapper.
+"""Rate limiting: pure maths, plus one thin async wrapper.
 
 Every request the crawler sends, retries included, first goes through
 :meth:`RateLimiter.acquire`. The maths is kept apart from the clock so it can
 be tested without time passing:
 
-* :func:`backoff_delay`: exponential backoff with full jitter, a pure function
-  like stamina's ``_compute_backoff``.
-* :func:`parse_retry_after`: a ``Retry-After`` header to seconds.
 * :class:`TokenBucket`: a GCRA token bucket (no clock of its own: every method
   takes ``now``).
 * :class:`AdaptiveRate`: the target rate after throttling signals (AIMD).
 * :class:`RateLimiter`: glues a clock and a sleep function to the two above.
 
-Why the limiter is shaped this way (see ``reference/swr-api-notes.md``,
+Why the limiter is shaped this way (see ``docs/swr-api.md``,
 "Throttling"): the SWR API gateway throttles **per user, per minute** and answers
 429 ``APIG.0308``, usually without ``Retry-After``; Huawei's advice is to retry
 after 2 to 5 s. So one limiter is shared by every worker of a run, a
@@ -23,12 +20,8 @@ then climbs back over about one gateway window.
 from __future__ import annotations
 
 import math
-import random
-import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import anyio
 
@@ -36,66 +29,7 @@ __all__ = [
     "AdaptiveRate",
     "RateLimiter",
     "TokenBucket",
-    "backoff_delay",
-    "parse_retry_after",
 ]
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Seconds to wait after attempt number ``attempt`` (1-based) failed.
-
-    Full jitter, as in the AWS architecture blog post "Exponential Backoff And
-    Jitter": uniform over ``[0, min(maximum, initial * 2 ** (attempt - 1))]``.
-    Full jitter spreads the retries of workers that failed together, so they do
-    not come back together. Any attempt number is safe: the exponential term
-    saturates at ``maximum`` instead of overflowing.
-    """
-    if attempt < 1:
-        raise ValueError(f"attempt must be >= 1, got {attempt}")
-    if not (0.0 <= initial < math.inf) or not (0.0 <= maximum < math.inf):
-        raise ValueError(f"initial and maximum must be finite and >= 0, got {initial}, {maximum}")
-    try:
-        # ldexp(x, n) is x * 2**n without building 2**n: exact, and it raises
-        # instead of returning inf when the product does not fit a float.
-        ceiling = min(maximum, math.ldexp(initial, attempt - 1))
-    except OverflowError:
-        ceiling = maximum
-    return rng.uniform(0.0, ceiling)
-
-
-# RFC 9110 delta-seconds is 1*DIGIT; a fraction ("1.5") is tolerated, and a sign
-# is accepted so that a negative value clamps to 0 instead of being rejected.
-_DELTA_SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait according to a ``Retry-After`` header value.
-
-    Accepts delta-seconds (``"3"``; ``"1.5"`` tolerated) or an HTTP-date
-    (RFC 9110 IMF-fixdate, also the obsolete RFC 850 and asctime forms that
-    :func:`email.utils.parsedate_to_datetime` reads). Returns ``None`` when the
-    value is absent or unparseable, ``0.0`` for a negative delay or a date in
-    the past. ``now`` should be timezone-aware; a naive ``now`` (or a date
-    without a zone) is taken as UTC. Capping the wait (``--backoff-max``) is
-    the caller's policy, not done here.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if _DELTA_SECONDS.fullmatch(text):
-        seconds = float(text)
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (ValueError, TypeError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 class TokenBucket:

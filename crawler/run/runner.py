@@ -21,9 +21,13 @@ import anyio
 import structlog
 
 from crawler.config import CrawlConfig, effective_endpoint
+from crawler.crawl.attempt import Attempts
+from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, DiscoverySource
+from crawler.crawl.intake import Intake, Source
 from crawler.crawl.limits import RateLimiter
-from crawler.crawl.pool import Crawler, Intake, RetryPolicy, RunControl, Source
+from crawler.crawl.pool import Crawler
+from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient, new_session
 from crawler.http.credentials import auth_from_env
@@ -242,30 +246,27 @@ async def _crawl(
     )
     control = RunControl()
     stops = _Stops()
-    limiter = RateLimiter(config.rate, config.burst)
-    policy = RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max)
-    crawler = Crawler(
-        fetcher=client,
-        sink=writer,
-        limiter=limiter,
-        policy=policy,
+    attempts = Attempts(
+        limiter=RateLimiter(config.rate, config.burst),
+        policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
         concurrency=config.concurrency,
         stats=stats,
         control=control,
         rng=random.Random(config.seed),
+    )
+    crawler = Crawler(
+        fetcher=client,
+        sink=writer,
+        attempts=attempts,
+        concurrency=config.concurrency,
+        stats=stats,
     )
     recorded = checkpoint.recorded if config.resume else None
     intake = Intake(items or (), stats, shard=config.shard, recorded=recorded)
     source: Source = intake
     discovery: DiscoverySource | None = None
     if config.discover:
-        discoverer = Discoverer(
-            client,
-            limiter,
-            policy=policy,
-            concurrency=min(4, config.concurrency),
-            rng=random.Random(config.seed),
-        )
+        discoverer = Discoverer(client, attempts, concurrency=min(4, config.concurrency))
         source = discovery = DiscoverySource(discoverer, intake, control, config.namespaces)
     started = report.monotonic_start = anyio.current_time()
     try:

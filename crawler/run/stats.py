@@ -22,12 +22,21 @@ class RunStats:
     skipped_shard: int = 0
     """Targets that belong to another shard."""
     requests: int = 0
+    """HTTP requests sent, every API together."""
+    requests_by_api: Counter[str] = field(default_factory=Counter)
+    """HTTP requests sent per API: namespaces, repositories, tag_pages, tag_details."""
     retries: int = 0
     throttled: int = 0
     """HTTP 429 answers."""
     in_flight: int = 0
     discovery: dict[str, int] | None = None
     """What registry discovery did (--discover only)."""
+
+    def count_requests(self, api: str, sent: int) -> None:
+        """``sent`` more HTTP requests went to ``api``."""
+        self.requests += sent
+        if sent:
+            self.requests_by_api[api] += sent
 
     @property
     def done(self) -> int:
@@ -45,6 +54,7 @@ class RunStats:
             "skipped_resume": self.skipped_resume,
             "skipped_shard": self.skipped_shard,
             "requests": self.requests,
+            "requests_by_api": dict(sorted(self.requests_by_api.items())),
             "retries": self.retries,
             "throttled_429": self.throttled,
             **({"discovery": self.discovery} if self.discovery is not None else {}),

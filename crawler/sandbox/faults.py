@@ -105,7 +105,9 @@ class FaultConfig:
     #: Seed of all the randomness above.
     seed: int = 0
     #: Per target ``"namespace/repository:tag"``: the actions of its successive
-    #: requests; once used up the target behaves normally.
+    #: requests; once used up the target behaves normally. A listing has a script
+    #: too, keyed ``"namespaces"``, ``"repos:NAMESPACE"`` or
+    #: ``"tags:NAMESPACE/REPOSITORY"``: one action per page requested.
     scripts: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -321,22 +321,36 @@ class SandboxServer:
     # -- lists ---------------------------------------------------------------
 
     async def _list(
-        self, request: web.Request, answer: Callable[[], lists.Answer]
+        self, request: web.Request, key: str, answer: Callable[[], lists.Answer]
     ) -> web.StreamResponse:
+        """Answer a list request; ``key`` names the listing for fault scripts
+        (``namespaces``, ``repos:NS``, ``tags:NS/REPO``): only scripted faults
+        reach list pages, never the random ones."""
         stats = self.stats
         stats.total_requests += 1
         stats.list_requests += 1
         stopped = await self._gate(request)
         if stopped is not None:
             return stopped
+        action = self.faults.next_action(key) if self.faults.script_left(key) else None
+        if action is not None and action.kind == "status":
+            return await self._send_status(request, action)
+        if action is not None and action.kind == "reset":
+            return self._reset(request)
+        if action is not None and action.kind == "slow":
+            await asyncio.sleep(self.config.faults.slow_seconds)
         status, value, headers = answer()
-        return await self._send(request, status, _dumps(value), headers)
+        body = _dumps(value)
+        if action is not None and action.kind == "truncated":
+            body = body[: max(1, len(body) // 2)]
+        return await self._send(request, status, body, headers)
 
     async def list_tags_v2(self, request: web.Request) -> web.StreamResponse:
         """ListRepositoryTags (v2)."""
         namespace, repository = self._repository_of(request)
         return await self._list(
             request,
+            f"tags:{namespace}/{repository}",
             lambda: lists.list_repository_tags_v2(
                 self.catalogue, namespace, repository, request.rel_url.query
             ),
@@ -347,6 +361,7 @@ class SandboxServer:
         namespace, repository = self._repository_of(request)
         return await self._list(
             request,
+            f"tags:{namespace}/{repository}",
             lambda: lists.list_repository_tags_v3(
                 self.catalogue, namespace, repository, request.rel_url.query
             ),
@@ -355,19 +370,27 @@ class SandboxServer:
     async def list_namespaces(self, request: web.Request) -> web.StreamResponse:
         """ListNamespaces."""
         return await self._list(
-            request, lambda: lists.list_namespaces(self.catalogue, request.rel_url.query)
+            request,
+            "namespaces",
+            lambda: lists.list_namespaces(self.catalogue, request.rel_url.query),
         )
 
     async def list_repos_v2(self, request: web.Request) -> web.StreamResponse:
         """ListReposDetails (v2)."""
+        query = request.rel_url.query
         return await self._list(
-            request, lambda: lists.list_repos_details_v2(self.catalogue, request.rel_url.query)
+            request,
+            f"repos:{query.get('namespace', '')}",
+            lambda: lists.list_repos_details_v2(self.catalogue, query),
         )
 
     async def list_repos_v3(self, request: web.Request) -> web.StreamResponse:
         """ListRepoDetails (v3)."""
+        query = request.rel_url.query
         return await self._list(
-            request, lambda: lists.list_repo_details_v3(self.catalogue, request.rel_url.query)
+            request,
+            f"repos:{query.get('namespace', '')}",
+            lambda: lists.list_repo_details_v3(self.catalogue, query),
         )
 
     @staticmethod

@@ -1,0 +1,124 @@
+"""The crawl's input: targets admitted (deduplicated, sharded, not yet recorded) in batches.
+
+Reading, deduplicating and sharding the input runs in a thread in batches, so
+a slow disk never stalls the event loop and a file of millions of targets is
+never held in memory. Discovery (:mod:`crawler.crawl.discover`) feeds the
+pool through the same :class:`Intake` rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from itertools import islice
+from typing import Protocol
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+from anyio.lowlevel import current_token
+
+from crawler.run.stats import RunStats
+from crawler.targets import InvalidTarget, SeenSet, Target, in_shard
+
+INTAKE_BATCH = 2048
+INTAKE_THREAD = "swr-crawler-intake"
+
+
+class Recorded(Protocol):
+    """What ``--resume`` knows is already recorded (see :mod:`crawler.output.checkpoint`)."""
+
+    def holds(self, item: Target | InvalidTarget) -> bool: ...
+
+
+class Intake:
+    """Filters the raw input: drops duplicates, other shards' and already-recorded targets.
+
+    Runs in a worker thread; only the intake thread writes its counters.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[Target | InvalidTarget],
+        stats: RunStats,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        recorded: Recorded | None = None,
+    ) -> None:
+        self._items = iter(items)
+        self._stats = stats
+        self._shard = shard
+        self._recorded = recorded
+        self._seen = SeenSet()
+
+    def admit(self, item: Target | InvalidTarget) -> bool:
+        """Whether ``item`` is this run's to crawl (counting why not)."""
+        index, count = self._shard
+        key = item.key
+        if count > 1 and not in_shard(key, index, count):
+            self._stats.skipped_shard += 1
+            return False
+        if not self._seen.add(key):
+            self._stats.duplicates += 1
+            return False
+        if self._recorded is not None and self._recorded.holds(item):
+            self._stats.skipped_resume += 1
+            return False
+        return True
+
+    def _admitted(self) -> Iterator[Target | InvalidTarget]:
+        admit = self.admit
+        for item in self._items:
+            if admit(item):
+                yield item
+
+    def batches(self, size: int = INTAKE_BATCH) -> Iterator[list[Target | InvalidTarget]]:
+        """Lists of admitted items, ``size`` at most each."""
+        admitted = self._admitted()
+        while batch := list(islice(admitted, size)):
+            yield batch
+
+    def open(self) -> AbstractAsyncContextManager[AsyncIterable[Batch | BaseException]]:
+        """The admitted items as a stream of batches, read in a thread."""
+        return _read_in_thread(self.batches())
+
+
+class Source(Protocol):
+    """Where the pool's targets come from: a file (:class:`Intake`) or discovery."""
+
+    def open(self) -> AbstractAsyncContextManager[AsyncIterable[Batch | BaseException]]: ...
+
+
+Batch = list[Target | InvalidTarget]
+
+
+@asynccontextmanager
+async def _read_in_thread(
+    batches: Iterator[Batch],
+) -> AsyncIterator[ObjectReceiveStream[Batch | BaseException]]:
+    """Read ``batches`` in a daemon thread; yield a stream of them, or of the error that ended them.
+
+    Not an anyio worker thread: a read that never returns (stdin from a pipe
+    whose writer stays open) must neither hold up a stop nor keep the process
+    alive at exit, and a worker thread can be neither abandoned nor killed.
+    """
+    send, receive = anyio.create_memory_object_stream[Batch | BaseException](1)
+    token = current_token()
+    gone = (anyio.RunFinishedError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                anyio.from_thread.run(send.send, batch, token=token)
+        except gone:
+            pass
+        except BaseException as exc:  # handed to the event loop, raised there
+            with suppress(*gone):
+                anyio.from_thread.run(send.send, exc, token=token)
+        finally:
+            with suppress(*gone):
+                anyio.from_thread.run_sync(send.close, token=token)
+
+    threading.Thread(target=pump, name=INTAKE_THREAD, daemon=True).start()
+    with send, receive:  # closed here too: the thread may outlive the event loop
+        yield receive
