@@ -151,7 +151,10 @@ _SALTS = {
 class Catalogue:
     """The namespaces, repositories and tags of one seeded sandbox account.
 
-    ``len(catalogue) == namespaces * repos_per_namespace * tags_per_repo``.
+    Every repository has ``tags_per_repo`` tags, unless ``tag_counts`` is given:
+    then the ``r``-th repository of each namespace has ``tag_counts[r % len]``
+    (0 for an empty repository), so a registry can mix small and huge ones.
+    ``len(catalogue)`` is the number of tags in all.
     """
 
     def __init__(
@@ -161,15 +164,20 @@ class Catalogue:
         repos_per_namespace: int = 10,
         tags_per_repo: int = 10,
         *,
+        tag_counts: tuple[int, ...] = (),
         cache_size: int = 4096,
     ) -> None:
         if min(namespaces, repos_per_namespace, tags_per_repo) < 1:
             raise ValueError("a catalogue needs at least one namespace, repository and tag")
+        if tag_counts and (min(tag_counts) < 0 or max(tag_counts) < 1):
+            raise ValueError("tag counts are >= 0, and at least one is > 0")
         self.seed = seed
         self._base = _mix(seed & _M64)
         self.namespace_count = namespaces
         self.repos_per_namespace = repos_per_namespace
-        self.tags_per_repo = tags_per_repo
+        self._tag_counts = tag_counts or (tags_per_repo,)
+        #: The most tags of one repository (ids are spaced by it, so they stay unique).
+        self.tags_per_repo = max(self._tag_counts)
         self.domain_id = f"{self._hash('domain'):016x}{self._hash('domain', 1):016x}"
         self.domain_name = f"sandbox-{seed}"
         self._namespace_names = [self._namespace_name(i) for i in range(namespaces)]
@@ -240,6 +248,10 @@ class Catalogue:
             return f"{a + 1}.{j}-{_FLAVOURS[b % len(_FLAVOURS)]}"
         return f"{a}.{b}.{j}"
 
+    def tag_count(self, r: int) -> int:
+        """The number of tags of the ``r``-th repository of any namespace."""
+        return self._tag_counts[r % len(self._tag_counts)]
+
     # -- index lookups (parse the index back, regenerate, compare) ----------
 
     def namespace_index(self, namespace: str) -> int | None:
@@ -258,8 +270,9 @@ class Catalogue:
 
     def tag_index(self, i: int, r: int, tag: str) -> int | None:
         """The index of a tag in repository ``r`` of namespace ``i``, or None."""
+        count = self.tag_count(r)
         if tag == "latest":
-            return 0
+            return 0 if count else None
         candidates: list[int] = []
         for pattern in _TAG_PATTERNS:
             match = pattern.fullmatch(tag)
@@ -270,7 +283,7 @@ class Catalogue:
             mask = self._hash("sha", i, r) & 0xFFFFFFFF
             candidates.append(((int(sha.group(1), 16) - mask) * _SHA_INV) & 0xFFFFFFFF)
         for j in candidates:
-            if 0 < j < self.tags_per_repo and self._tag_name(i, r, j) == tag:
+            if 0 < j < count and self._tag_name(i, r, j) == tag:
                 return j
         return None
 
@@ -289,7 +302,8 @@ class Catalogue:
     # -- listing -------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self.namespace_count * self.repos_per_namespace * self.tags_per_repo
+        per_namespace = sum(self.tag_count(r) for r in range(self.repos_per_namespace))
+        return self.namespace_count * per_namespace
 
     def namespaces(self) -> list[str]:
         """All namespace names, in catalogue order."""
@@ -308,7 +322,7 @@ class Catalogue:
         r = None if i is None else self.repository_index(i, repository)
         if i is None or r is None:
             return []
-        return [self._tag_name(i, r, j) for j in range(self.tags_per_repo)]
+        return [self._tag_name(i, r, j) for j in range(self.tag_count(r))]
 
     def repository_at(self, index: int) -> tuple[str, str]:
         """(namespace, repository) of the ``index``-th repository of the whole account."""
@@ -328,7 +342,7 @@ class Catalogue:
         for i, namespace in enumerate(self._namespace_names):
             for r in range(self.repos_per_namespace):
                 repository = self._repository_name(i, r)
-                for j in range(self.tags_per_repo):
+                for j in range(self.tag_count(r)):
                     yield namespace, repository, self._tag_name(i, r, j)
 
     # -- details -------------------------------------------------------------
@@ -360,7 +374,7 @@ class Catalogue:
             "description": "",
             "size": _between(rng, 0, 2**40),
             "is_public": rng.random() < 0.3,
-            "num_images": self.tags_per_repo,
+            "num_images": self.tag_count(r),
             "num_download": _between(rng, 0, 100_000),
             "created_at": _timestamp(created, _between(rng, 0, 999_999)),
             "updated_at": _timestamp(updated, _between(rng, 0, 999_999)),

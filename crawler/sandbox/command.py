@@ -43,6 +43,18 @@ def _iam_user(text: str) -> tuple[str, str, str]:
     return domain, name, password
 
 
+def _tag_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        counts = (-1,)
+    if counts and (min(counts) < 0 or max(counts) < 1):
+        raise click.BadParameter(
+            "comma-separated counts >= 0, at least one > 0", param_hint="--tag-counts"
+        )
+    return counts
+
+
 def _write_targets(path: Path, catalogue: Catalogue) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as out:
@@ -72,6 +84,12 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
 )
 @click.option(
     "--tags", default=10, show_default=True, type=click.IntRange(min=1), help="Per repository."
+)
+@click.option(
+    "--tag-counts",
+    default="",
+    metavar="N,N,...",
+    help="Tags of each namespace's repositories in turn (cycled; 0 = empty); overrides --tags.",
 )
 @click.option(
     "--token",
@@ -153,6 +171,7 @@ def sandbox_command(
     namespaces: int,
     repos: int,
     tags: int,
+    tag_counts: str,
     tokens: tuple[str, ...],
     ak: str | None,
     sk: str | None,
@@ -175,6 +194,7 @@ def sandbox_command(
     """Serve a local SWR look-alike (tag details, list APIs, IAM) with injectable faults."""
     if (ak is None) != (sk is None):
         raise click.UsageError("--ak and --sk go together")
+    counts = _tag_counts(tag_counts)
     try:
         faults = FaultConfig(
             latency=latency,
@@ -196,6 +216,7 @@ def sandbox_command(
         namespaces=namespaces,
         repos_per_namespace=repos,
         tags_per_repo=tags,
+        tag_counts=counts,
         tokens=frozenset(tokens or (DEFAULT_TOKEN,)),
         credentials={ak: sk} if ak is not None and sk is not None else {},
         iam_users=tuple(_iam_user(user) for user in iam_users),
@@ -205,5 +226,5 @@ def sandbox_command(
         cache_size=cache_size,
     )
     if targets_out is not None:
-        _write_targets(targets_out, Catalogue(seed, namespaces, repos, tags))
+        _write_targets(targets_out, Catalogue(seed, namespaces, repos, tags, tag_counts=counts))
     asyncio.run(_serve(config, host, port))

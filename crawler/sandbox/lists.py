@@ -7,13 +7,17 @@ serialises it. The quirks of the real service are kept on purpose (see
 carry ``deleted``/``scanned``; the total of a v2 list is only in
 ``Content-Range`` (``first-last/total``, ``*/total`` for an empty page);
 ``nextMarker`` is a string for v3 tags (``""`` at the end) and an integer for v3
-repositories (``0`` at the end). Sorting parameters are accepted and ignored:
-lists come in catalogue order.
+repositories (``0`` at the end). Tag lists honour ``order_column`` (``updated_at``
+or ``tag``) with ``order_type`` (``asc``/``desc``), which go together; a tag
+without ``updated`` sorts as the oldest, as SQL sorts a null; equal keys keep
+catalogue order. Other lists come in catalogue order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from crawler.sandbox.catalogue import Catalogue, valid_namespace, valid_repository
@@ -102,11 +106,43 @@ def _v2_tag_item(item: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
+TAG_ORDER_COLUMNS = ("updated_at", "tag")
+_NULL_TIME = datetime.min.replace(tzinfo=UTC)  # sorts below every real time, as SQL's null
+
+
 def _tag_items(
-    catalogue: Catalogue, namespace: str, repository: str, tag_filter: str | None
+    catalogue: Catalogue, namespace: str, repository: str, query: Mapping[str, str]
 ) -> list[str]:
-    tags = catalogue.tags(namespace, repository)
+    """The tag names a tag list answers with, filtered and ordered as ``query`` asks."""
+    column, direction = query.get("order_column"), query.get("order_type")
+    if (column is None) != (direction is None):
+        raise _BadQuery("order_column and order_type must be given together")
+    if column is not None and column not in TAG_ORDER_COLUMNS:
+        raise _BadQuery(f"order_column must be one of {', '.join(TAG_ORDER_COLUMNS)}")
+    if direction is not None and direction not in ("asc", "desc"):
+        raise _BadQuery("order_type must be asc or desc")
+    if column is None:
+        tags = catalogue.tags(namespace, repository)
+    else:
+        tags = list(_sorted_tags(catalogue, namespace, repository, column, direction == "desc"))
+    tag_filter = _filters(query).get("tag")
     return tags if tag_filter is None else [tag for tag in tags if tag_filter in tag]
+
+
+@lru_cache(maxsize=64)  # a walk asks for the same order page after page
+def _sorted_tags(
+    catalogue: Catalogue, namespace: str, repository: str, column: str, descending: bool
+) -> tuple[str, ...]:
+    def updated(tag: str) -> datetime:
+        text = _details(catalogue, namespace, repository, tag).get("updated")
+        return _NULL_TIME if text is None else datetime.fromisoformat(text)
+
+    tags = catalogue.tags(namespace, repository)
+    if column == "tag":
+        return tuple(sorted(tags, reverse=descending))
+    # Python's sort is stable with reverse=True too: equal keys keep catalogue order.
+    keys = {tag: updated(tag) for tag in tags}
+    return tuple(sorted(tags, key=keys.__getitem__, reverse=descending))
 
 
 def list_repository_tags_v2(
@@ -119,9 +155,9 @@ def list_repository_tags_v2(
     try:
         offset = _int(query, "offset", 0, 0, 2**31)
         limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        names = _tag_items(catalogue, namespace, repository, query)
     except _BadQuery as exc:
         return _bad_request(str(exc))
-    names = _tag_items(catalogue, namespace, repository, _filters(query).get("tag"))
     page = names[offset : offset + limit]
     items = [_v2_tag_item(_details(catalogue, namespace, repository, tag)) for tag in page]
     return 200, items, _content_range(offset, len(items), len(names))
@@ -143,10 +179,10 @@ def list_repository_tags_v3(
     try:
         limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         start = _int(query, "marker", 0, 0, 2**31)
+        names = _tag_items(catalogue, namespace, repository, query)
     except _BadQuery as exc:
         return _bad_request(str(exc))
     with_manifest = query.get("with_manifest", "false").lower() == "true"
-    names = _tag_items(catalogue, namespace, repository, _filters(query).get("tag"))
     page = names[start : start + limit]
     items = []
     for tag in page:

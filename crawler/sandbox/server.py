@@ -68,6 +68,9 @@ class SandboxConfig:
     namespaces: int = 3
     repos_per_namespace: int = 10
     tags_per_repo: int = 10
+    #: Tags of the r-th repository of each namespace: ``tag_counts[r % len]`` (overrides
+    #: ``tags_per_repo``; 0 = an empty repository).
+    tag_counts: tuple[int, ...] = ()
     #: Accepted static ``X-Auth-Token`` values.
     tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
     #: AK -> SK accepted for SDK-HMAC-SHA256 signatures.
@@ -157,6 +160,7 @@ class SandboxServer:
             config.namespaces,
             config.repos_per_namespace,
             config.tags_per_repo,
+            tag_counts=config.tag_counts,
             cache_size=config.cache_size,
         )
         self.auth = Authenticator(
