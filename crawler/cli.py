@@ -35,12 +35,13 @@ def fail_usage(message: str) -> NoReturn:
 
 
 class _LazyGroup(click.Group):
-    """Imports ``sandbox`` and ``demo`` only when asked for: a crawl never loads the
+    """Imports ``sandbox``, ``demo`` and ``report`` only when asked for: a crawl never loads the
     sandbox server (aiohttp.web and the catalogue), which keeps its memory smaller."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "sandbox": ("crawler.sandbox.command", "sandbox_command"),
         "demo": ("crawler.demo", "demo_command"),
+        "report": ("crawler.report.command", "report_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,0 +1,1 @@
+"""``swr-crawler report``: what an output holds, for a terminal and as one HTML page."""
