@@ -2,18 +2,126 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawler.config import build_config
 from crawler.run.runner import RunResult, run_crawl
+from crawler.sandbox.server import SandboxConfig
 
 TOKEN = "e2e-token"
+#: A catalogue of 72 targets: big enough for concurrency, small enough for a quick test.
+SMALL: dict[str, Any] = {"seed": 3, "namespaces": 3, "repos_per_namespace": 4, "tags_per_repo": 6}
+#: The IAM account and user the sandboxes of the credential tests know.
+IAM_DOMAIN, IAM_USER = "acme", "crawler-bot"
+#: The fields of a tag object on the API page, written down independently of the sandbox.
+TAG_FIELDS = (
+    "id",
+    "repo_id",
+    "tag",
+    "image_id",
+    "manifest",
+    "digest",
+    "schema",
+    "path",
+    "internal_path",
+    "size",
+    "is_trusted",
+    "created",
+    "updated",
+    "domain_id",
+    "tag_type",
+)
+
+
+class HasTargets(Protocol):
+    def targets(self) -> Iterable[tuple[str, str, str]]: ...
+
+
+def sandbox_config(**overrides: Any) -> SandboxConfig:
+    """A ``SMALL`` catalogue that accepts ``TOKEN``; any field may be overridden."""
+    settings: dict[str, Any] = {**SMALL, "tokens": frozenset({TOKEN}), **overrides}
+    return SandboxConfig(**settings)
+
+
+def credential_settings(token: str, ak: str, sk: str, password: str) -> dict[str, Any]:
+    """Sandbox settings that accept ``token``, the pair ``ak``/``sk`` and ``IAM_USER``'s
+    ``password``."""
+    return {
+        "tokens": frozenset({token}),
+        "credentials": {ak: sk},
+        "iam_users": [(IAM_DOMAIN, IAM_USER, password)],
+    }
+
+
+def catalogue_keys(catalogue: HasTargets) -> list[str]:
+    """Every target of a sandbox catalogue as a ``namespace/repository:tag`` line."""
+    return [f"{ns}/{repo}:{tag}" for ns, repo, tag in catalogue.targets()]
+
+
+def write_targets(catalogue: HasTargets, path: Path) -> list[str]:
+    """Write every target of ``catalogue`` to the targets file ``path``; return them."""
+    keys = catalogue_keys(catalogue)
+    path.write_text("\n".join(keys) + "\n")
+    return keys
+
+
+def row_keys(table: pa.Table) -> list[str]:
+    """The ``namespace/repository:tag`` key of every row of a tags or errors table."""
+    columns = table.select(["namespace", "repository", "tag"]).to_pylist()
+    return [f"{r['namespace']}/{r['repository']}:{r['tag']}" for r in columns]
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def iam_env(endpoint: str, password: str) -> dict[str, str]:
+    """The IAM password-login variables for ``IAM_USER``, IAM at ``endpoint``."""
+    return {
+        "SWR_IAM_USER": IAM_USER,
+        "SWR_IAM_PASSWORD": password,
+        "SWR_IAM_DOMAIN": IAM_DOMAIN,
+        "SWR_IAM_PROJECT": "cn-north-4",
+        "SWR_IAM_ENDPOINT": endpoint,
+    }
+
+
+#: ``python -m crawler``: the command line of a real crawler process.
+CRAWLER = (sys.executable, "-m", "crawler")
+
+
+def crawl_args(targets: Path | str, out: Path, endpoint: str, *extra: str) -> list[str]:
+    """The arguments of ``swr-crawler crawl`` for a targets file, an output and an endpoint."""
+    return ["crawl", "--targets", str(targets), "--out", str(out), "--endpoint", endpoint, *extra]
+
+
+def run_cli(
+    args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m crawler ARGS`` as a process in a clean environment (PATH plus ``env``)."""
+    return subprocess.run(
+        [*CRAWLER, *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin"), **env},
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @dataclass
@@ -23,8 +131,7 @@ class Outcome:
     errors: pa.Table
 
     def rows_by_key(self, table: pa.Table) -> dict[str, dict[str, Any]]:
-        rows = table.to_pylist()
-        return {f"{r['namespace']}/{r['repository']}:{r['tag']}": r for r in rows}
+        return dict(zip(row_keys(table), table.to_pylist(), strict=True))
 
 
 def read_dataset(directory: Path, schema: pa.Schema) -> pa.Table:

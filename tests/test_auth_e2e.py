@@ -8,10 +8,6 @@ tokens, recomputes AK/SK signatures and issues IAM tokens that expire.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +25,18 @@ from crawler.sandbox import auth as sandbox_auth
 from crawler.sandbox import server as sandbox_server
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import RunningSandbox, SandboxConfig, running_sandbox, sandbox_in_thread
-from tests.e2e_helpers import Outcome, crawl
+from tests.e2e_helpers import (
+    Outcome,
+    catalogue_keys,
+    closed_port,
+    crawl,
+    crawl_args,
+    credential_settings,
+    iam_env,
+    run_cli,
+    sandbox_config,
+    write_targets,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -38,46 +45,19 @@ AK = "AKE2EEXAMPLE0000001"
 SK = "skE2E/secret+Zq9"
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 SECURITY_TOKEN = "stE2E-temporary/credential+X1"
-DOMAIN, USER, PASSWORD = "acme", "crawler-bot", "PwE2E!secret/42"
+PASSWORD = "PwE2E!secret/42"
 
 TOKEN_ENV = {"SWR_AUTH_TOKEN": TOKEN}
 AKSK_ENV = {"CLOUD_SDK_AK": AK, "CLOUD_SDK_SK": SK}
-SMALL = {"seed": 3, "namespaces": 3, "repos_per_namespace": 4, "tags_per_repo": 6}
-
-
-def iam_env(endpoint: str, password: str = PASSWORD) -> dict[str, str]:
-    """The IAM password-login variables, IAM at ``endpoint``."""
-    return {
-        "SWR_IAM_USER": USER,
-        "SWR_IAM_PASSWORD": password,
-        "SWR_IAM_DOMAIN": DOMAIN,
-        "SWR_IAM_PROJECT": "cn-north-4",
-        "SWR_IAM_ENDPOINT": endpoint,
-    }
 
 
 def sandbox(**overrides: Any) -> SandboxConfig:
     """A small catalogue that knows every credential above."""
-    settings: dict[str, Any] = {
-        **SMALL,
-        "tokens": frozenset({TOKEN}),
-        "credentials": {AK: SK},
-        "iam_users": [(DOMAIN, USER, PASSWORD)],
-        **overrides,
-    }
-    return SandboxConfig(**settings)
+    return sandbox_config(**{**credential_settings(TOKEN, AK, SK, PASSWORD), **overrides})
 
 
 def keys_of(sb: RunningSandbox) -> list[str]:
-    return [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    return catalogue_keys(sb.catalogue)
 
 
 def assert_all_fetched(outcome: Outcome, keys: list[str]) -> None:
@@ -187,7 +167,7 @@ async def test_iam_password_login_crawls_everything_with_one_login(tmp_path: Pat
     """SWR_IAM_*: one login at the sandbox's IAM, then every target fetched with its token."""
     async with running_sandbox(sandbox()) as sb:
         keys = keys_of(sb)
-        outcome = await crawl(sb.url, keys, tmp_path / "out", environ=iam_env(sb.url))
+        outcome = await crawl(sb.url, keys, tmp_path / "out", environ=iam_env(sb.url, PASSWORD))
         logins = sb.stats.iam_logins
     assert_all_fetched(outcome, keys)
     assert outcome.result.report.auth_method == "iam"
@@ -209,7 +189,12 @@ async def test_iam_token_expiring_mid_run_is_renewed_once_per_expiry(tmp_path: P
         keys = keys_of(sb)
         started = time.monotonic()
         outcome = await crawl(
-            sb.url, keys, tmp_path / "out", environ=iam_env(sb.url), rate=25, concurrency=8
+            sb.url,
+            keys,
+            tmp_path / "out",
+            environ=iam_env(sb.url, PASSWORD),
+            rate=25,
+            concurrency=8,
         )
         elapsed = time.monotonic() - started
         logins, sent, unauthorized = (
@@ -233,7 +218,9 @@ async def test_iam_token_revoked_mid_run_causes_one_login_for_all_workers(tmp_pa
 
         async def run() -> None:
             results.append(
-                await crawl(sb.url, keys, tmp_path / "out", environ=iam_env(sb.url), concurrency=8)
+                await crawl(
+                    sb.url, keys, tmp_path / "out", environ=iam_env(sb.url, PASSWORD), concurrency=8
+                )
             )
 
         async with anyio.create_task_group() as tg:
@@ -290,7 +277,7 @@ async def test_wrong_iam_password_stops_the_run_before_any_swr_request(tmp_path:
             sb.url,
             keys,
             tmp_path / "out",
-            environ=iam_env(sb.url, password="Wrong-password!"),
+            environ=iam_env(sb.url, "Wrong-password!"),
             concurrency=4,
         )
         logins, sent = sb.stats.iam_logins, sb.stats.tag_requests
@@ -314,7 +301,7 @@ async def test_unreachable_iam_is_a_transient_network_error_with_no_request_coun
 ) -> None:
     """IAM refuses connections: targets end as `network` after their tries, with 0 attempts
     and 0 requests (no SWR request was sent), and the run exits 1."""
-    env = iam_env(f"http://127.0.0.1:{closed_port()}")
+    env = iam_env(f"http://127.0.0.1:{closed_port()}", PASSWORD)
     async with running_sandbox(sandbox()) as sb:
         keys = keys_of(sb)[:6]
         outcome = await crawl(sb.url, keys, tmp_path / "out", environ=env, max_attempts=2)
@@ -332,21 +319,6 @@ async def test_unreachable_iam_is_a_transient_network_error_with_no_request_coun
 # -- the CLI as a real process ----------------------------------------------------
 
 
-def cli(
-    args: list[str], env: Mapping[str, str], tmp_path: Path
-) -> subprocess.CompletedProcess[str]:
-    """``python -m crawler`` in a clean environment (only PATH plus ``env``)."""
-    return subprocess.run(
-        [sys.executable, "-m", "crawler", *args],
-        capture_output=True,
-        text=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin"), **env},
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def threaded_sandbox() -> Iterator[RunningSandbox]:
     """One sandbox in a thread for the CLI processes of this module."""
@@ -354,32 +326,22 @@ def threaded_sandbox() -> Iterator[RunningSandbox]:
         yield running
 
 
-def crawl_args(sb: RunningSandbox, tmp_path: Path, *extra: str) -> list[str]:
+def cli_args(sb: RunningSandbox, tmp_path: Path) -> list[str]:
     targets = tmp_path / "targets.txt"
-    targets.write_text("\n".join(keys_of(sb)) + "\n")
-    return [
-        "crawl",
-        "--targets",
-        str(targets),
-        "--out",
-        str(tmp_path / "out"),
-        "--endpoint",
-        sb.url,
-        "--log-format",
-        "json",
-        "--concurrency",
-        "4",
-        *extra,
-    ]
+    write_targets(sb.catalogue, targets)
+    return crawl_args(
+        targets, tmp_path / "out", sb.url, "--log-format", "json", "--concurrency", "4"
+    )
 
 
+@pytest.mark.slow
 def test_cli_without_credentials_exits_2_naming_the_variables(
     tmp_path: Path, threaded_sandbox: RunningSandbox
 ) -> None:
     """No credential variable: exit 2, one error line naming every method's variables,
     no traceback, no request sent."""
     before = threaded_sandbox.stats.total_requests
-    proc = cli(crawl_args(threaded_sandbox, tmp_path), {}, tmp_path)
+    proc = run_cli(cli_args(threaded_sandbox, tmp_path), {}, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -395,6 +357,7 @@ def test_cli_without_credentials_exits_2_naming_the_variables(
     assert threaded_sandbox.stats.total_requests == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "env"),
     [
@@ -408,8 +371,8 @@ def test_cli_bad_credential_exits_1_naming_the_method(
 ) -> None:
     """A refused credential: exit 1, a stderr line naming the method that failed, no traceback."""
     if method == "iam":
-        env = {**iam_env(threaded_sandbox.url), **env}
-    proc = cli(crawl_args(threaded_sandbox, tmp_path), env, tmp_path)
+        env = {**iam_env(threaded_sandbox.url, PASSWORD), **env}
+    proc = run_cli(cli_args(threaded_sandbox, tmp_path), env, tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     messages = [line for line in proc.stderr.splitlines() if "authentication failed" in line]

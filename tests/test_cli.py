@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ from click.testing import CliRunner
 from crawler import __version__
 from crawler.cli import cli
 from crawler.config import FIELDS
+from tests.e2e_helpers import crawl_args, run_cli
 
 ENV = {"SWR_AUTH_TOKEN": "t"}
 
@@ -134,27 +133,11 @@ def test_bad_config_file_exits_2(tmp_path: Path) -> None:
     assert "concurrenccy" in out
 
 
+@pytest.mark.slow
 def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     """As a real process, a configuration error gives exit 2 and no Python traceback."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crawler",
-            "crawl",
-            "--targets",
-            str(tmp_path / "nope.txt"),
-            "--out",
-            str(tmp_path / "o"),
-            "--endpoint",
-            "http://127.0.0.1:9",
-        ],
-        capture_output=True,
-        text=True,
-        env={"SWR_AUTH_TOKEN": "t", "PATH": "/usr/bin"},
-        timeout=60,
-        check=False,
-    )
+    args = crawl_args(tmp_path / "nope.txt", tmp_path / "o", "http://127.0.0.1:9")
+    proc = run_cli(args, {"SWR_AUTH_TOKEN": "t"}, tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0

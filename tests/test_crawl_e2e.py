@@ -13,22 +13,10 @@ import pytest
 
 from crawler.output.schema import ERRORS_SCHEMA, META_RUN_ID, TAGS_SCHEMA
 from crawler.sandbox.faults import FaultConfig
-from crawler.sandbox.server import SandboxConfig, running_sandbox
-from tests.e2e_helpers import TOKEN, crawl
+from crawler.sandbox.server import running_sandbox
+from tests.e2e_helpers import TAG_FIELDS, catalogue_keys, crawl, sandbox_config
 
 pytestmark = pytest.mark.anyio
-
-#: The response fields the API page documents (the sandbox adds others now and then).
-DOCUMENTED_FIELDS = {
-    *("id", "repo_id", "tag", "image_id", "manifest", "digest", "schema", "path"),
-    *("internal_path", "size", "is_trusted", "created", "updated", "domain_id", "tag_type"),
-}
-SMALL = {"seed": 3, "namespaces": 3, "repos_per_namespace": 4, "tags_per_repo": 6}
-
-
-def sandbox(**overrides: Any) -> SandboxConfig:
-    faults = overrides.pop("faults", FaultConfig())
-    return SandboxConfig(**{**SMALL, **overrides}, tokens=frozenset({TOKEN}), faults=faults)
 
 
 def parse_api_time(text: str | None) -> datetime | None:
@@ -60,8 +48,8 @@ def expected_manifest_columns(manifest: str) -> dict[str, Any]:
 
 async def test_every_target_once_and_every_column_equals_the_catalogue(tmp_path: Path) -> None:
     """Each distinct target is once in tags+errors; every tag column equals the catalogue."""
-    async with running_sandbox(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+    async with running_sandbox(sandbox_config()) as sb:
+        keys = catalogue_keys(sb.catalogue)
         extra = ["ghost/none:v1", "BAD_ns/x:1", "ns-only:tag", keys[0], keys[1]]
         outcome = await crawl(sb.url, keys + extra, tmp_path / "out")
     assert outcome.result.exit_code == 0
@@ -99,7 +87,7 @@ async def test_every_target_once_and_every_column_equals_the_catalogue(tmp_path:
         assert row["updated"] == parse_api_time(api.get("updated"))
         for column, value in expected_manifest_columns(api["manifest"]).items():
             assert row[column] == value, (key, column)
-        unknown = {k: v for k, v in api.items() if k not in DOCUMENTED_FIELDS}
+        unknown = {k: v for k, v in api.items() if k not in TAG_FIELDS}
         assert (json.loads(row["extra"]) if row["extra"] else {}) == unknown, key
         extras += bool(unknown)
         assert row["attempts"] == 1
@@ -112,8 +100,8 @@ async def test_every_target_once_and_every_column_equals_the_catalogue(tmp_path:
 
 async def test_output_types_metadata_and_duckdb(tmp_path: Path) -> None:
     """The files have exactly the schema's Arrow types, run metadata, and DuckDB reads them."""
-    async with running_sandbox(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()][:20]
+    async with running_sandbox(sandbox_config()) as sb:
+        keys = catalogue_keys(sb.catalogue)[:20]
         outcome = await crawl(sb.url, [*keys, "ghost/none:v1"], tmp_path / "out")
     out = tmp_path / "out"
     for directory, schema in (("tags", TAGS_SCHEMA), ("errors", ERRORS_SCHEMA)):
@@ -156,13 +144,13 @@ async def test_fault_table_rows(
 ) -> None:
     """Each row of DESIGN.md's fault table ends in its row kind after the stated attempts,
     and `attempts` equals the requests the server actually received."""
-    catalogue_cfg = sandbox()
+    catalogue_cfg = sandbox_config()
     async with running_sandbox(catalogue_cfg) as sb:
         ns, repo, tag = next(iter(sb.catalogue.targets()))
         key = f"{ns}/{repo}:{tag}"
-        other = [f"{n}/{r}:{t}" for n, r, t in list(sb.catalogue.targets())[1:4]]
+        other = catalogue_keys(sb.catalogue)[1:4]
         faults = FaultConfig(scripts={key: script}, slow_seconds=5.0)
-    async with running_sandbox(sandbox(faults=faults)) as sb:
+    async with running_sandbox(sandbox_config(faults=faults)) as sb:
         outcome = await crawl(sb.url, [key, *other], tmp_path / "out", max_attempts=4, timeout=0.5)
         served = sb.stats.per_target[key]
     tags = outcome.rows_by_key(outcome.tags)
@@ -179,11 +167,11 @@ async def test_fault_table_rows(
 
 async def test_error_rows_carry_the_huawei_code_and_message(tmp_path: Path) -> None:
     """error_code/error_msg come from the body (404 SVCSTG.SWR.4040010, 429 APIG.0308)."""
-    async with running_sandbox(sandbox()) as sb:
+    async with running_sandbox(sandbox_config()) as sb:
         ns, repo, tag = next(iter(sb.catalogue.targets()))
     key = f"{ns}/{repo}:{tag}"
     faults = FaultConfig(scripts={key: ["429"] * 5})
-    async with running_sandbox(sandbox(faults=faults)) as sb:
+    async with running_sandbox(sandbox_config(faults=faults)) as sb:
         outcome = await crawl(sb.url, [key, "ghost/none:v1"], tmp_path / "out", max_attempts=2)
     errors = outcome.rows_by_key(outcome.errors)
     assert errors[key]["error_code"] == "APIG.0308"
@@ -194,8 +182,8 @@ async def test_error_rows_carry_the_huawei_code_and_message(tmp_path: Path) -> N
 
 async def test_concurrency_bound_over_real_sockets(tmp_path: Path) -> None:
     """With 50 ms latency the server never sees more than --concurrency requests at once."""
-    async with running_sandbox(sandbox(faults=FaultConfig(latency=0.05))) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+    async with running_sandbox(sandbox_config(faults=FaultConfig(latency=0.05))) as sb:
+        keys = catalogue_keys(sb.catalogue)
         outcome = await crawl(sb.url, keys, tmp_path / "out", concurrency=5)
         peak = sb.stats.peak_in_flight
     assert outcome.tags.num_rows == len(keys)
@@ -205,8 +193,8 @@ async def test_concurrency_bound_over_real_sockets(tmp_path: Path) -> None:
 async def test_server_rate_limit_below_client_rate_still_completes(tmp_path: Path) -> None:
     """The sandbox throttles at 40/s, the client asks 80/s: 429s happen, every row still arrives."""
     faults = FaultConfig(rate_limit=40.0, rate_burst=1)
-    async with running_sandbox(sandbox(faults=faults)) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+    async with running_sandbox(sandbox_config(faults=faults)) as sb:
+        keys = catalogue_keys(sb.catalogue)
         outcome = await crawl(
             sb.url,
             keys,
@@ -226,8 +214,8 @@ async def test_server_rate_limit_below_client_rate_still_completes(tmp_path: Pat
 
 async def test_bad_token_stops_the_run_fast(tmp_path: Path) -> None:
     """A 401 with a static token: at most the in-flight requests go out, exit 1, rest unrecorded."""
-    async with running_sandbox(sandbox(faults=FaultConfig(latency=0.01))) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+    async with running_sandbox(sandbox_config(faults=FaultConfig(latency=0.01))) as sb:
+        keys = catalogue_keys(sb.catalogue)
         outcome = await crawl(
             sb.url,
             keys,

@@ -14,8 +14,8 @@ import pytest
 
 from crawler.output.lock import OutputLock, OutputLocked
 from crawler.sandbox.faults import FaultConfig
-from crawler.sandbox.server import SandboxConfig, sandbox_in_thread
-from tests.e2e_helpers import TOKEN
+from crawler.sandbox.server import sandbox_in_thread
+from tests.e2e_helpers import CRAWLER, TOKEN, crawl_args, sandbox_config, write_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,7 @@ def test_second_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:
         assert again.previous is None  # a clean release leaves no holder behind
 
 
+@pytest.mark.slow
 def test_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
     """A process SIGKILLed while holding the lock leaves the file; the next run takes it over."""
     code = (
@@ -59,26 +60,17 @@ def test_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
         assert lock.previous.pid == holder.pid
 
 
+@pytest.mark.slow
 def test_a_second_crawl_on_the_same_output_exits_2(tmp_path: Path) -> None:
     """Two overlapping crawls into one --out: the second exits 2 naming the first's pid."""
-    config = SandboxConfig(
-        namespaces=2,
-        repos_per_namespace=5,
-        tags_per_repo=10,
-        tokens=frozenset({TOKEN}),
-        faults=FaultConfig(latency=0.2),
-    )
+    config = sandbox_config(faults=FaultConfig(latency=0.2))
     with sandbox_in_thread(config) as sb:
         targets = tmp_path / "targets.txt"
-        targets.write_text("".join(f"{n}/{r}:{t}\n" for n, r, t in sb.catalogue.targets()))
+        write_targets(sb.catalogue, targets)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWR_")}
         env["SWR_AUTH_TOKEN"] = TOKEN
-        command = [
-            sys.executable,
-            *("-m", "crawler", "crawl", "--targets", str(targets), "--out", str(tmp_path / "out")),
-            *("--endpoint", sb.url, "--resume", "--rate", "0", "--concurrency", "2"),
-            "--no-progress",
-        ]
+        args = ("--resume", "--rate", "0", "--concurrency", "2", "--no-progress")
+        command = [*CRAWLER, *crawl_args(targets, tmp_path / "out", sb.url, *args)]
         first = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 20

@@ -19,11 +19,11 @@ from crawler.output.schema import with_metadata as schema_with_metadata
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
 from crawler.targets import InvalidTarget, Target
-from tests.e2e_helpers import TOKEN, crawl, read_dataset
+from tests.e2e_helpers import catalogue_keys, crawl, read_dataset, row_keys, sandbox_config
 
 RUN = "20260101T000000Z-abcdef"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-SMALL = {"seed": 5, "namespaces": 2, "repos_per_namespace": 4, "tags_per_repo": 5}
+CATALOGUE = {"seed": 5, "namespaces": 2, "repos_per_namespace": 4, "tags_per_repo": 5}
 
 
 def tag_row(key: str) -> dict[str, Any]:
@@ -57,10 +57,6 @@ def write_part(
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
-
-
-def keys_of(table: pa.Table) -> list[str]:
-    return [f"{r['namespace']}/{r['repository']}:{r['tag']}" for r in table.to_pylist()]
 
 
 def test_checkpoint_records_tags_and_definitive_errors_and_drops_transient(tmp_path: Path) -> None:
@@ -186,8 +182,8 @@ def test_resume_reads_a_million_recorded_rows_quickly(tmp_path: Path) -> None:
 
 
 def sandbox(**overrides: Any) -> SandboxConfig:
-    faults = overrides.pop("faults", FaultConfig())
-    return SandboxConfig(**{**SMALL, **overrides}, tokens=frozenset({TOKEN}), faults=faults)
+    """40 targets that accept ``TOKEN``."""
+    return sandbox_config(**{**CATALOGUE, **overrides})
 
 
 @pytest.mark.anyio
@@ -195,7 +191,7 @@ async def test_401_stop_then_resume_with_a_good_token_finishes_exactly_once(tmp_
     """After a 401 stop, --resume with a good token records every target exactly once."""
     out = tmp_path / "out"
     async with running_sandbox(sandbox(faults=FaultConfig(latency=0.005))) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+        keys = catalogue_keys(sb.catalogue)
         lines = [*keys, "ghost/none:v1", "BAD_ns/x:1"]
         first = await crawl(
             sb.url, lines, out, concurrency=4, environ={"SWR_AUTH_TOKEN": "expired"}
@@ -209,7 +205,7 @@ async def test_401_stop_then_resume_with_a_good_token_finishes_exactly_once(tmp_
         read_dataset(out / "tags", TAGS_SCHEMA),
         read_dataset(out / "errors", ERRORS_SCHEMA),
     )
-    assert sorted(keys_of(tags)) == sorted(keys)
+    assert sorted(row_keys(tags)) == sorted(keys)
     assert sorted(r["error_kind"] for r in errors.to_pylist()) == ["invalid_target", "not_found"]
     report = json.loads((out / "run.json").read_text())
     assert report["complete"] is True
@@ -230,7 +226,7 @@ async def test_resume_retries_transient_errors_only(tmp_path: Path) -> None:
     """A 5xx-exhausted target is retried by --resume; a 404 is not requested again."""
     out = tmp_path / "out"
     async with running_sandbox(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()][:10]
+        keys = catalogue_keys(sb.catalogue)[:10]
     flaky = keys[0]
     faults = FaultConfig(scripts={flaky: ["503", "200"]})
     async with running_sandbox(sandbox(faults=faults)) as sb:
@@ -242,8 +238,8 @@ async def test_resume_retries_transient_errors_only(tmp_path: Path) -> None:
     assert served[flaky] == 2
     assert served["ghost/none:v1"] == 1
     assert all(served[k] == 1 for k in keys[1:])
-    assert sorted(keys_of(read_dataset(out / "tags", TAGS_SCHEMA))) == sorted(keys)
-    assert keys_of(read_dataset(out / "errors", ERRORS_SCHEMA)) == ["ghost/none:v1"]
+    assert sorted(row_keys(read_dataset(out / "tags", TAGS_SCHEMA))) == sorted(keys)
+    assert row_keys(read_dataset(out / "errors", ERRORS_SCHEMA)) == ["ghost/none:v1"]
     assert second.result.report.stats.skipped_resume == 10
 
 
@@ -252,7 +248,7 @@ async def test_resume_with_other_targets_or_schema_is_refused(tmp_path: Path) ->
     """Resuming with another targets file, or onto another schema version, is a ConfigError."""
     out = tmp_path / "out"
     async with running_sandbox(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()][:5]
+        keys = catalogue_keys(sb.catalogue)[:5]
         await crawl(sb.url, keys, out, environ={"SWR_AUTH_TOKEN": "expired"})
         with pytest.raises(ConfigError, match="another targets file"):
             await crawl(sb.url, keys[:4], out, resume=True)
@@ -266,7 +262,7 @@ async def test_resume_with_other_targets_or_schema_is_refused(tmp_path: Path) ->
 async def test_resume_on_a_new_output_is_a_fresh_run(tmp_path: Path) -> None:
     """Cron always passes --resume: on an empty --out it is simply the first segment."""
     async with running_sandbox(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()][:5]
+        keys = catalogue_keys(sb.catalogue)[:5]
         outcome = await crawl(sb.url, keys, tmp_path / "new", resume=True)
     assert outcome.result.exit_code == 0
     report = json.loads((tmp_path / "new" / "run.json").read_text())
@@ -303,7 +299,7 @@ async def test_run_file_is_kept_current_during_a_segment(
                     return
 
     async with running_sandbox(sandbox(faults=FaultConfig(latency=0.02))) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+        keys = catalogue_keys(sb.catalogue)
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             await crawl(sb.url, keys, out, concurrency=2, commit_seconds=0.05)

@@ -8,10 +8,6 @@ each artefact is searched for the raw string and its URL-encoded forms.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -29,7 +25,19 @@ from crawler.http.credentials import auth_from_env
 from crawler.http.iam import IamPasswordLogin
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import RunningSandbox, SandboxConfig, running_sandbox, sandbox_in_thread
-from tests.e2e_helpers import Outcome, crawl
+from tests.e2e_helpers import (
+    IAM_DOMAIN,
+    IAM_USER,
+    catalogue_keys,
+    closed_port,
+    crawl,
+    crawl_args,
+    credential_settings,
+    iam_env,
+    run_cli,
+    sandbox_config,
+    write_targets,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -39,12 +47,11 @@ AK = "AKLEAKEXAMPLE000001"
 SK = "skLEAK/secret+Zq9!"
 WRONG_SK = "skLEAK/wrong+Yy8!"
 SECURITY_TOKEN = "stLEAK/temporary+X1"
-DOMAIN, USER = "acme", "crawler-bot"
 PASSWORD = "pwLEAK!secret/42 &x"
 WRONG_PASSWORD = "pwLEAK!wrong/43 &y"
 FIXED_SECRETS = (TOKEN, WRONG_TOKEN, SK, WRONG_SK, SECURITY_TOKEN, PASSWORD, WRONG_PASSWORD)
 
-SMALL = {"seed": 5, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo": 4}
+CATALOGUE = {"seed": 5, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo": 4}
 
 
 def forms(secret: str) -> set[str]:
@@ -82,33 +89,10 @@ def record_issued_tokens(sb: RunningSandbox, secrets: Secrets) -> None:
     authenticator.login = spy  # type: ignore[method-assign]
 
 
-def sandbox_config(**overrides: Any) -> SandboxConfig:
-    settings: dict[str, Any] = {
-        **SMALL,
-        "tokens": frozenset({TOKEN}),
-        "credentials": {AK: SK},
-        "iam_users": [(DOMAIN, USER, PASSWORD)],
-        **overrides,
-    }
-    return SandboxConfig(**settings)
-
-
-def iam_env(endpoint: str, password: str = PASSWORD) -> dict[str, str]:
-    return {
-        "SWR_IAM_USER": USER,
-        "SWR_IAM_PASSWORD": password,
-        "SWR_IAM_DOMAIN": DOMAIN,
-        "SWR_IAM_PROJECT": "cn-north-4",
-        "SWR_IAM_ENDPOINT": endpoint,
-    }
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+def sandbox(**overrides: Any) -> SandboxConfig:
+    """24 targets; a sandbox that knows the good credentials above."""
+    settings = {**CATALOGUE, **credential_settings(TOKEN, AK, SK, PASSWORD), **overrides}
+    return sandbox_config(**settings)
 
 
 def output_texts(out: Path) -> Iterator[tuple[str, object]]:
@@ -118,10 +102,6 @@ def output_texts(out: Path) -> Iterator[tuple[str, object]]:
         yield f"{path.name} metadata", pq.read_metadata(path).metadata
         yield f"{path.name} schema", pq.read_schema(path).to_string(show_schema_metadata=True)
         yield f"{path.name} values", pq.read_table(path).to_pylist()
-
-
-def keys_of(sb: RunningSandbox) -> list[str]:
-    return [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
 
 
 # -- in-process crawls: structlog events and output files -------------------------
@@ -142,9 +122,9 @@ def scenario_env(name: str, url: str) -> dict[str, str]:
             "CLOUD_SDK_SK": WRONG_SK,
             "CLOUD_SDK_SECURITY_TOKEN": SECURITY_TOKEN,
         },
-        "iam ok, tokens expiring": iam_env(url),
+        "iam ok, tokens expiring": iam_env(url, PASSWORD),
         "iam wrong password": iam_env(url, WRONG_PASSWORD),
-        "iam unreachable (retries)": iam_env(f"http://127.0.0.1:{closed_port()}"),
+        "iam unreachable (retries)": iam_env(f"http://127.0.0.1:{closed_port()}", PASSWORD),
     }[name]
 
 
@@ -164,20 +144,20 @@ async def test_no_secret_in_log_events_run_json_or_parquet(tmp_path: Path, name:
     """Across successes, 401 stops, IAM refusal, IAM outage and retried 5xx/resets, no
     captured structlog event, run.json, Parquet metadata or column value holds a secret."""
     secrets = Secrets()
-    probe = sandbox_config()
+    probe = sandbox()
     async with running_sandbox(probe) as sb:
-        first = keys_of(sb)[0]
+        first = catalogue_keys(sb.catalogue)[0]
     faults = FaultConfig(latency=0.01, scripts={first: ["500", "reset", "truncated"]})
-    config = sandbox_config(token_ttl=0.3, faults=faults)
+    config = sandbox(token_ttl=0.3, faults=faults)
     async with running_sandbox(config) as sb:
         record_issued_tokens(sb, secrets)
-        keys = keys_of(sb)
+        keys = catalogue_keys(sb.catalogue)
         env = scenario_env(name, sb.url)
         settings: dict[str, Any] = {"concurrency": 4, "max_attempts": 4}
         if name.startswith("iam ok"):
             settings["rate"] = 25  # ~1 s: the 0.3 s tokens are renewed a few times
         with capture_logs() as events:
-            outcome: Outcome = await crawl(sb.url, keys, tmp_path / "out", environ=env, **settings)
+            outcome = await crawl(sb.url, keys, tmp_path / "out", environ=env, **settings)
     if name.startswith("iam ok"):
         assert len(secrets.issued) >= 2, "the run should have renewed its IAM token"
     succeeds = " ok" in name
@@ -215,16 +195,16 @@ async def test_no_secret_in_iam_failures_or_their_tracebacks() -> None:
     neither the message nor the traceback holds the password."""
     secrets = Secrets()
     caught: list[BaseException] = []
-    async with running_sandbox(sandbox_config()) as sb, aiohttp.ClientSession() as session:
+    async with running_sandbox(sandbox()) as sb, aiohttp.ClientSession() as session:
         record_issued_tokens(sb, secrets)
         for endpoint, password in (
             (sb.url, WRONG_PASSWORD),
             (f"http://127.0.0.1:{closed_port()}", PASSWORD),
         ):
             login = IamPasswordLogin(
-                user=USER,
+                user=IAM_USER,
                 password=password,
-                domain=DOMAIN,
+                domain=IAM_DOMAIN,
                 project="cn-north-4",
                 endpoint=endpoint,
                 session=session,
@@ -253,7 +233,7 @@ async def test_no_secret_in_iam_failures_or_their_tracebacks() -> None:
     ("env", "fragment"),
     [
         (
-            {"SWR_IAM_ENDPOINT": f"https://{USER}:{quote(PASSWORD, safe='')}@iam.example.com"},
+            {"SWR_IAM_ENDPOINT": f"https://{IAM_USER}:{quote(PASSWORD, safe='')}@iam.example.com"},
             "user",
         ),
         ({"SWR_IAM_ENDPOINT": "iam.example.com"}, "http:// or https://"),
@@ -268,7 +248,7 @@ def test_bad_credential_configuration_is_a_config_error_without_secrets(
 ) -> None:
     """A malformed IAM endpoint (even one carrying the password) or a half-set method is a
     one-line ConfigError naming the variable, never echoing a secret."""
-    base = {"SWR_IAM_USER": USER, "SWR_IAM_PASSWORD": PASSWORD, "SWR_IAM_DOMAIN": DOMAIN}
+    base = {"SWR_IAM_USER": IAM_USER, "SWR_IAM_PASSWORD": PASSWORD, "SWR_IAM_DOMAIN": IAM_DOMAIN}
     if "CLOUD_SDK_SK" in env or "CLOUD_SDK_SECURITY_TOKEN" in env:
         base = {}
     with capture_logs() as events, pytest.raises(ConfigError) as info:
@@ -286,14 +266,14 @@ def test_bad_credential_configuration_is_a_config_error_without_secrets(
 def threaded() -> Iterator[tuple[RunningSandbox, Secrets]]:
     """A sandbox in a thread whose IAM tokens live 0.4 s, and the secrets it issues."""
     secrets = Secrets()
-    config = sandbox_config(token_ttl=0.4, faults=FaultConfig(latency=0.01))
+    config = sandbox(token_ttl=0.4, faults=FaultConfig(latency=0.01))
     with sandbox_in_thread(config) as running:
         record_issued_tokens(running, secrets)
         yield running, secrets
 
 
 CLI_CASES: list[tuple[str, str, Callable[[str], Mapping[str, str]], int]] = [
-    ("iam ok, tokens expiring", "json", lambda url: iam_env(url), 0),
+    ("iam ok, tokens expiring", "json", lambda url: iam_env(url, PASSWORD), 0),
     ("iam wrong password", "console", lambda url: iam_env(url, WRONG_PASSWORD), 1),
     (
         "aksk wrong sk",
@@ -308,12 +288,13 @@ CLI_CASES: list[tuple[str, str, Callable[[str], Mapping[str, str]], int]] = [
     (
         "token ok and ignored others",
         "console",
-        lambda url: {"SWR_AUTH_TOKEN": TOKEN, **iam_env(url)},
+        lambda url: {"SWR_AUTH_TOKEN": TOKEN, **iam_env(url, PASSWORD)},
         0,
     ),
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "log_format", "make_env", "exit_code"),
     [pytest.param(*case, id=f"{case[0]}-{case[1]}") for case in CLI_CASES],
@@ -330,35 +311,11 @@ def test_no_secret_on_the_real_stderr_and_stdout_of_the_cli(
     stderr, stdout, run.json and Parquet files hold no secret."""
     sb, secrets = threaded
     targets = tmp_path / "targets.txt"
-    keys = keys_of(sb)
-    targets.write_text("\n".join(keys) + "\n")
+    write_targets(sb.catalogue, targets)
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crawler",
-            "crawl",
-            "--targets",
-            str(targets),
-            "--out",
-            str(out),
-            "--endpoint",
-            sb.url,
-            "--log-format",
-            log_format,
-            "--concurrency",
-            "4",
-            "--rate",
-            "30",  # 24 targets in ~0.8 s: the 0.4 s IAM tokens are renewed mid-run
-        ],
-        capture_output=True,
-        text=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin"), **make_env(sb.url)},
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    # 24 targets at --rate 30 take ~0.8 s: the 0.4 s IAM tokens are renewed mid-run
+    args = crawl_args(targets, out, sb.url, "--log-format", log_format, "--concurrency", "4")
+    proc = run_cli([*args, "--rate", "30"], make_env(sb.url), tmp_path)
     assert proc.returncode == exit_code, proc.stderr[-2000:]
     assert "auth.selected" in proc.stderr, "the logs were not on stderr, so nothing was checked"
     assert "Traceback" not in proc.stderr

@@ -7,21 +7,24 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
-import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
-from tests.e2e_helpers import TOKEN, crawl, read_dataset
+from tests.e2e_helpers import (
+    TOKEN,
+    catalogue_keys,
+    crawl,
+    crawl_args,
+    read_dataset,
+    row_keys,
+    sandbox_config,
+)
 
 SHARDS = 3
 CATALOGUE = {"seed": 11, "namespaces": 3, "repos_per_namespace": 5, "tags_per_repo": 8}
-
-
-def sandbox_config() -> SandboxConfig:
-    return SandboxConfig(**CATALOGUE, tokens=frozenset({TOKEN}))
 
 
 def target_lines(config: SandboxConfig) -> list[str]:
@@ -31,19 +34,14 @@ def target_lines(config: SandboxConfig) -> list[str]:
     catalogue = Catalogue(
         config.seed, config.namespaces, config.repos_per_namespace, config.tags_per_repo
     )
-    lines = [f"{ns}/{repo}:{tag}" for ns, repo, tag in catalogue.targets()]
+    lines = catalogue_keys(catalogue)
     return [*lines, *lines[:7], "absent-ns/nothing:here", "Bad_Namespace/x:1"]
-
-
-def keys(table: pa.Table) -> list[str]:
-    columns = table.select(["namespace", "repository", "tag"]).to_pylist()
-    return [f"{r['namespace']}/{r['repository']}:{r['tag']}" for r in columns]
 
 
 @pytest.mark.anyio
 async def test_shards_are_disjoint_and_cover_every_target_once(tmp_path: Path) -> None:
     """3 shards crawling at once into one --out: each target has exactly one row, fetched once."""
-    config = sandbox_config()
+    config = sandbox_config(**CATALOGUE)
     lines = target_lines(config)
     out = tmp_path / "out"
     async with running_sandbox(config) as sandbox:
@@ -54,7 +52,7 @@ async def test_shards_are_disjoint_and_cover_every_target_once(tmp_path: Path) -
 
     tags = read_dataset(out / "tags", TAGS_SCHEMA)
     errors = read_dataset(out / "errors", ERRORS_SCHEMA)
-    recorded = Counter(keys(tags) + keys(errors))
+    recorded = Counter(row_keys(tags) + row_keys(errors))
     distinct = set(lines) - {"Bad_Namespace/x:1"}
     assert set(recorded) == distinct | {"Bad_Namespace/x:1"}
     assert max(recorded.values()) == 1
@@ -78,7 +76,7 @@ async def test_shards_are_disjoint_and_cover_every_target_once(tmp_path: Path) -
 @pytest.mark.anyio
 async def test_a_resumed_shard_keeps_its_share(tmp_path: Path) -> None:
     """Shard 1/3 run again with --resume finds its own targets recorded and takes no other."""
-    config = sandbox_config()
+    config = sandbox_config(**CATALOGUE)
     lines = target_lines(config)
     out = tmp_path / "out"
     async with running_sandbox(config) as sandbox:
@@ -87,21 +85,21 @@ async def test_a_resumed_shard_keeps_its_share(tmp_path: Path) -> None:
         again = await crawl(sandbox.url, lines, out, shard=(1, SHARDS), resume=True)
         assert sandbox.stats.tag_requests == sent  # nothing left to fetch, nothing foreign
     assert again.tags.num_rows == first.tags.num_rows
-    assert sorted(keys(again.tags)) == sorted(keys(first.tags))
+    assert sorted(row_keys(again.tags)) == sorted(row_keys(first.tags))
     stats = again.result.report.stats
     assert stats.skipped_shard == first.result.report.stats.skipped_shard
 
 
 def test_job_completion_index_picks_the_shard(tmp_path: Path) -> None:
     """A Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX + SWR_SHARD_COUNT) crawls its shard."""
-    config = sandbox_config()
+    config = sandbox_config(**CATALOGUE)
     targets = tmp_path / "targets.txt"
     targets.write_text("\n".join(target_lines(config)) + "\n")
     out = tmp_path / "out"
     env = {"SWR_AUTH_TOKEN": TOKEN, "JOB_COMPLETION_INDEX": "2", "SWR_SHARD_COUNT": "3"}
     with sandbox_in_thread(config) as sandbox:
-        args = ["crawl", "--targets", str(targets), "--out", str(out), "--endpoint", sandbox.url]
-        args += ["--rate", "0", "--no-progress", "--log-format", "json"]
+        args = crawl_args(targets, out, sandbox.url, "--rate", "0", "--no-progress")
+        args += ["--log-format", "json"]
         result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run-s2of3.json").read_text())
