@@ -34,6 +34,9 @@ log = structlog.get_logger("crawler")
 
 T = TypeVar("T")
 
+#: The status a request is counted under when no HTTP answer came (timeout, network).
+NO_ANSWER = "error"
+
 
 @dataclass(frozen=True, slots=True)
 class Done(Generic[T]):
@@ -108,6 +111,7 @@ class Attempts:
                     return Stopped(attempts)
                 stats.in_flight += 1
                 outcome: Response | Failure
+                code = NO_ANSWER
                 try:
                     response = await send()
                 except TransportError as exc:
@@ -116,11 +120,11 @@ class Attempts:
                     # The credential could not even be obtained (IAM login refused).
                     sent, outcome = 0, Failure(ErrorKind.UNAUTHORIZED, error_msg=str(exc)[:300])
                 else:
-                    sent, outcome = response.requests, response
+                    sent, outcome, code = response.requests, response, str(response.status)
                 finally:
                     stats.in_flight -= 1
             attempts += sent
-            stats.count_requests(api, sent)
+            stats.count_requests(api, sent, code)
             result = judge(outcome, attempts)
             if not isinstance(result, Failure):
                 self._limiter.succeeded()

@@ -25,6 +25,8 @@ class RunStats:
     """HTTP requests sent, every API together."""
     requests_by_api: Counter[str] = field(default_factory=Counter)
     """HTTP requests sent per API: namespaces, repositories, tag_pages, tag_details."""
+    responses: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """HTTP requests sent per (API, HTTP status); the status is ``error`` when no answer came."""
     retries: int = 0
     throttled: int = 0
     """HTTP 429 answers."""
@@ -32,11 +34,17 @@ class RunStats:
     discovery: dict[str, int] | None = None
     """What registry discovery did (--discover only)."""
 
-    def count_requests(self, api: str, sent: int) -> None:
-        """``sent`` more HTTP requests went to ``api``."""
+    def count_requests(self, api: str, sent: int, code: str) -> None:
+        """``sent`` more HTTP requests went to ``api``; the last one ended in ``code``.
+
+        Only a credential renewed after a 401 sends two: the first was answered 401.
+        """
         self.requests += sent
         if sent:
             self.requests_by_api[api] += sent
+            self.responses[api, code] += 1
+            if sent > 1:
+                self.responses[api, "401"] += sent - 1
 
     @property
     def done(self) -> int:
