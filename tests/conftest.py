@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from tests.s3server import S3Server, running_s3_server
 
 
 @pytest.fixture
@@ -22,3 +25,10 @@ def _no_silent_process_exit(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(f"os._exit({code}) called inside the test process")
 
     monkeypatch.setattr(os, "_exit", refuse)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's, a subprocess) on 127.0.0.1 for the whole session."""
+    with running_s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        yield server
