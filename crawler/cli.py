@@ -42,6 +42,7 @@ class _LazyGroup(click.Group):
         "sandbox": ("crawler.sandbox.command", "sandbox_command"),
         "demo": ("crawler.demo", "demo_command"),
         "report": ("crawler.report.command", "report_command"),
+        "diff": ("crawler.diff_command", "diff_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

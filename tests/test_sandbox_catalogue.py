@@ -192,3 +192,23 @@ def test_list_helpers_agree_with_targets() -> None:
     assert rebuilt == list(catalogue.targets())
     assert catalogue.repositories("nope") == []
     assert catalogue.tags("nope", "x") == []
+
+
+def test_a_later_generation_adds_deletes_and_repushes_tags() -> None:
+    """Generation 1 keeps most tags as they were, and has added, deleted and re-pushed ones."""
+    old, new = Catalogue(5, 2, 3, 12), Catalogue(5, 2, 3, 12, generation=1)
+    old_tags, new_tags = set(old.targets()), set(new.targets())
+    added, deleted = new_tags - old_tags, old_tags - new_tags
+    repushed = {
+        t
+        for t in old_tags & new_tags
+        if old.get(*t)["digest"] != new.get(*t)["digest"]  # type: ignore[index]
+    }
+    assert len(added) == 2 * 3  # one more tag in every repository
+    assert deleted
+    assert repushed
+    assert all(new.get(*t) is None for t in deleted)
+    assert all(tag != "latest" for _, _, tag in deleted | repushed)
+    assert len(new) == len(new_tags) == len(old) + len(added) - len(deleted)
+    unchanged = old_tags & new_tags - repushed
+    assert all(old.body(*t) == new.body(*t) for t in unchanged)

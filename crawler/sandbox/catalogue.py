@@ -116,6 +116,9 @@ _TAG_PATTERNS = (
 _SHA_TAG = re.compile(r"sha-([0-9a-f]{8})")
 _TRAILING_DIGITS = re.compile(r"(?:0|[1-9][0-9]*)$")
 
+#: With a ``generation``, about one old tag in CHURN is deleted and as many re-pushed.
+CHURN = 8
+
 _EPOCH_FIRST = 1483228800  # 2017-01-01
 _EPOCH_LAST = 1748736000  # 2025-06-01
 
@@ -144,7 +147,8 @@ def _salt(purpose: str) -> int:
 
 
 _SALTS = {
-    name: _salt(name) for name in ("domain", "ns", "repo", "tag", "sha", "details", "repo-details")
+    name: _salt(name)
+    for name in ("domain", "ns", "repo", "tag", "sha", "details", "repo-details", "generation")
 }
 
 
@@ -155,6 +159,12 @@ class Catalogue:
     then the ``r``-th repository of each namespace has ``tag_counts[r % len]``
     (0 for an empty repository), so a registry can mix small and huge ones.
     ``len(catalogue)`` is the number of tags in all.
+
+    ``generation`` ages the catalogue, as a registry changes from one day to
+    the next: generation ``g`` > 0 has ``g`` more tags at the end of every
+    repository (added), and of the tags of generation 0 other than ``latest``
+    about one in :data:`CHURN` is gone (deleted) and as many are re-pushed
+    (same name, a new manifest, so a new digest). :meth:`change` says which.
     """
 
     def __init__(
@@ -165,13 +175,17 @@ class Catalogue:
         tags_per_repo: int = 10,
         *,
         tag_counts: tuple[int, ...] = (),
+        generation: int = 0,
         cache_size: int = 4096,
     ) -> None:
         if min(namespaces, repos_per_namespace, tags_per_repo) < 1:
             raise ValueError("a catalogue needs at least one namespace, repository and tag")
         if tag_counts and (min(tag_counts) < 0 or max(tag_counts) < 1):
             raise ValueError("tag counts are >= 0, and at least one is > 0")
+        if generation < 0:
+            raise ValueError("a catalogue's generation is >= 0")
         self.seed = seed
+        self.generation = generation
         self._base = _mix(seed & _M64)
         self.namespace_count = namespaces
         self.repos_per_namespace = repos_per_namespace
@@ -249,8 +263,20 @@ class Catalogue:
         return f"{a}.{b}.{j}"
 
     def tag_count(self, r: int) -> int:
-        """The number of tags of the ``r``-th repository of any namespace."""
-        return self._tag_counts[r % len(self._tag_counts)]
+        """The number of tag slots of the ``r``-th repository (deleted tags included)."""
+        count = self._tag_counts[r % len(self._tag_counts)]
+        return count + self.generation if count else 0
+
+    def change(self, i: int, r: int, j: int) -> str | None:
+        """What :attr:`generation` did to tag ``j``: "added", "deleted", "repushed" or None."""
+        if self.generation == 0:
+            return None
+        if j >= self._tag_counts[r % len(self._tag_counts)]:
+            return "added"
+        if j == 0:
+            return None
+        roll = self._hash("generation", self.generation, i, r, j) % CHURN
+        return "deleted" if roll == 0 else "repushed" if roll == 1 else None
 
     # -- index lookups (parse the index back, regenerate, compare) ----------
 
@@ -284,7 +310,7 @@ class Catalogue:
             candidates.append(((int(sha.group(1), 16) - mask) * _SHA_INV) & 0xFFFFFFFF)
         for j in candidates:
             if 0 < j < count and self._tag_name(i, r, j) == tag:
-                return j
+                return None if self.change(i, r, j) == "deleted" else j
         return None
 
     def _indices(self, namespace: str, repository: str, tag: str) -> tuple[int, int, int] | None:
@@ -302,8 +328,21 @@ class Catalogue:
     # -- listing -------------------------------------------------------------
 
     def __len__(self) -> int:
+        if self.generation:
+            return sum(
+                self.live_tag_count(i, r)
+                for i in range(self.namespace_count)
+                for r in range(self.repos_per_namespace)
+            )
         per_namespace = sum(self.tag_count(r) for r in range(self.repos_per_namespace))
         return self.namespace_count * per_namespace
+
+    def live_tag_count(self, i: int, r: int) -> int:
+        """The number of tags repository ``r`` of namespace ``i`` has (deleted ones not)."""
+        count = self.tag_count(r)
+        if not self.generation:
+            return count
+        return sum(self.change(i, r, j) != "deleted" for j in range(count))
 
     def namespaces(self) -> list[str]:
         """All namespace names, in catalogue order."""
@@ -322,7 +361,11 @@ class Catalogue:
         r = None if i is None else self.repository_index(i, repository)
         if i is None or r is None:
             return []
-        return [self._tag_name(i, r, j) for j in range(self.tag_count(r))]
+        return [
+            self._tag_name(i, r, j)
+            for j in range(self.tag_count(r))
+            if self.change(i, r, j) != "deleted"
+        ]
 
     def repository_at(self, index: int) -> tuple[str, str]:
         """(namespace, repository) of the ``index``-th repository of the whole account."""
@@ -343,7 +386,8 @@ class Catalogue:
             for r in range(self.repos_per_namespace):
                 repository = self._repository_name(i, r)
                 for j in range(self.tag_count(r)):
-                    yield namespace, repository, self._tag_name(i, r, j)
+                    if self.change(i, r, j) != "deleted":
+                        yield namespace, repository, self._tag_name(i, r, j)
 
     # -- details -------------------------------------------------------------
 
@@ -374,7 +418,7 @@ class Catalogue:
             "description": "",
             "size": _between(rng, 0, 2**40),
             "is_public": rng.random() < 0.3,
-            "num_images": self.tag_count(r),
+            "num_images": self.live_tag_count(i, r),
             "num_download": _between(rng, 0, 100_000),
             "created_at": _timestamp(created, _between(rng, 0, 999_999)),
             "updated_at": _timestamp(updated, _between(rng, 0, 999_999)),
@@ -394,7 +438,10 @@ class Catalogue:
     def _details(
         self, namespace: str, repository: str, tag: str, i: int, r: int, j: int
     ) -> dict[str, Any]:
-        rng = random.Random(self._hash("details", i, r, j))
+        seed = self._hash("details", i, r, j)
+        if self.change(i, r, j) == "repushed":
+            seed = self._hash("details", i, r, j, self.generation)
+        rng = random.Random(seed)
         kind = _KIND_NAMES[bisect.bisect(_KIND_CUMULATIVE, rng.random() * _KIND_TOTAL)]
         manifest, image_id, total = _MANIFEST_BUILDERS[kind](rng, f"{namespace}/{repository}", tag)
         digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
@@ -412,7 +459,12 @@ class Catalogue:
         updated_s = created_s + _between(rng, 0, 86400 * 200)
         updated = _timestamp(updated_s, _between(rng, 0, 999_999) if rng.random() < 0.5 else None)
 
-        global_index = (i * self.repos_per_namespace + r) * self.tags_per_repo + j
+        repository_index = i * self.repos_per_namespace + r
+        global_index = repository_index * self.tags_per_repo + j
+        base = self._tag_counts[r % len(self._tag_counts)]
+        if j >= base:  # added by a generation: ids after every generation-0 tag's
+            slots = self.namespace_count * self.repos_per_namespace * self.tags_per_repo
+            global_index = slots + repository_index * self.generation + j - base
         obj: dict[str, Any] = {
             "id": 1_000_000 + global_index,
             "repo_id": self.repository_id(i * self.repos_per_namespace + r),

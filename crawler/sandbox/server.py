@@ -71,6 +71,8 @@ class SandboxConfig:
     #: Tags of the r-th repository of each namespace: ``tag_counts[r % len]`` (overrides
     #: ``tags_per_repo``; 0 = an empty repository).
     tag_counts: tuple[int, ...] = ()
+    #: How far the catalogue has aged: tags added, deleted, re-pushed (see ``Catalogue``).
+    generation: int = 0
     #: Accepted static ``X-Auth-Token`` values.
     tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
     #: AK -> SK accepted for SDK-HMAC-SHA256 signatures.
@@ -161,6 +163,7 @@ class SandboxServer:
             config.repos_per_namespace,
             config.tags_per_repo,
             tag_counts=config.tag_counts,
+            generation=config.generation,
             cache_size=config.cache_size,
         )
         self.auth = Authenticator(
