@@ -155,19 +155,20 @@ def _shard_from_job_index(environ: os._Environ[str]) -> str:
 
 def _run(config: Any) -> int:
     from crawler.http.credentials import refused_hint
-    from crawler.run.runner import run_crawl
+    from crawler.run.runner import STOP_SIGNALS, Interrupted, run_crawl
 
     # Until the run installs its own handlers (and after it removes them), a
     # signal ends the process quietly with status 1: nothing is written then.
-    signal.signal(signal.SIGTERM, _interrupted)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _interrupted)
     try:
         result = anyio.run(run_crawl, config)
         for line in result.report.summary_lines():
             click.echo(line, err=True)
     except ConfigError as exc:
         fail_usage(str(exc))
-    except KeyboardInterrupt:
-        click.echo("swr-crawler: interrupted", err=True)
+    except (KeyboardInterrupt, Interrupted):
+        click.echo("swr-crawler: interrupted before the crawl started; nothing written", err=True)
         return 1
     if result.report.error is not None:
         click.echo(

@@ -1,4 +1,4 @@
-"""The run's stop switch, shared by every task of a crawl."""
+"""The run's one stop switch, shared by every task of a crawl."""
 
 from __future__ import annotations
 
@@ -6,12 +6,22 @@ import anyio
 
 
 class RunControl:
-    """Shared stop switch: set by a signal or by an authentication failure."""
+    """The run's one stop switch, with the reason it was thrown.
+
+    :meth:`stop` asks every task to stop taking work (a signal, a refused
+    credential); requests in flight may finish. :meth:`halt` stops at once (a
+    second signal, an output that cannot be written, an unexpected error):
+    scopes given to :meth:`cancel_on_halt` are cancelled. The first reason
+    wins, except that a halt's reason replaces a graceful stop's: the run did
+    not get to stop gracefully.
+    """
 
     def __init__(self) -> None:
         self.stop_reason: str | None = None
+        self.halted = False
         self._stopped = anyio.Event()
         self._scopes: list[anyio.CancelScope] = []
+        self._halt_scopes: list[anyio.CancelScope] = []
 
     def stopping(self) -> bool:
         """True once a stop was asked for: take no new target, send no new request."""
@@ -25,12 +35,32 @@ class RunControl:
             for scope in self._scopes:
                 scope.cancel()
 
+    def halt(self, reason: str) -> None:
+        """Stop at once: cancel the scopes given to :meth:`cancel_on_halt`."""
+        if not self.halted:
+            self.halted = True
+            self.stop_reason = None
+            self.stop(reason)
+            for scope in self._halt_scopes:
+                scope.cancel()
+
     def cancel_on_stop(self, scope: anyio.CancelScope) -> anyio.CancelScope:
         """Have a stop cancel ``scope`` (for waits that must not outlast a stop)."""
         self._scopes.append(scope)
         if self.stopping():
             scope.cancel()
         return scope
+
+    def cancel_on_halt(self, scope: anyio.CancelScope) -> anyio.CancelScope:
+        """Have a halt cancel ``scope`` (work that must not outlast a halt)."""
+        self._halt_scopes.append(scope)
+        if self.halted:
+            scope.cancel()
+        return scope
+
+    async def wait(self) -> None:
+        """Return once a stop was asked for."""
+        await self._stopped.wait()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when a stop is asked for."""

@@ -1,8 +1,11 @@
 """One crawl run, wired together: config -> auth -> client -> pool -> sink -> run.json.
 
-This is the only module that knows every other one; it owns the lifetime of
-the run (signals, the writer task, the progress bar) and turns the outcome
-into an exit status.
+This is the only module that knows every other one. :func:`run_crawl` builds
+the run's parts once (:func:`_open_run`, whose clean-ups go on one
+``AsyncExitStack``), runs the pool beside the services a run needs (signals,
+the writer task, interim run files, the progress bar), and writes the run
+file once at the end from what happened (:meth:`_Run.report`). Every stop
+goes through one :class:`~crawler.crawl.pool.RunControl`.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import os
 import random
 import signal
+import stat
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import nullcontext, suppress
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, nullcontext, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,10 +34,11 @@ from crawler.crawl.pool import Crawler
 from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient, new_session
-from crawler.http.credentials import auth_from_env
+from crawler.http.credentials import Auth, auth_from_env
 from crawler.output.checkpoint import (
     DATASETS,
     Checkpoint,
+    DatasetCounts,
     check_compatible,
     count_rows,
     has_run,
@@ -53,8 +58,14 @@ from crawler.targets import InvalidTarget, Target, iter_targets
 
 log = structlog.get_logger("crawler")
 
-#: Seconds requests in flight get to finish after SIGINT/SIGTERM.
+#: Seconds requests in flight get to finish after a stop (a signal, a refused credential).
 GRACE_SECONDS = 5.0
+#: How often the grace period looks whether anything is still in flight.
+GRACE_POLL_SECONDS = 0.02
+#: Signals that stop a run gracefully (a second one stops it at once).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Fewest seconds between two interim writes of the run file.
+REPORT_INTERVAL_MIN = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +81,8 @@ class RunResult:
         return self.report.exit_code
 
 
-def _check_targets_readable(path: str | None) -> str:
-    if path is None:
-        raise ConfigError("--targets is required (a file, or - for stdin)")
-    if path != "-" and not os.access(path, os.R_OK):
-        reason = "no such file" if not os.path.exists(path) else "not readable"
-        raise ConfigError(f"targets {path}: {reason}")
-    if path != "-" and os.path.isdir(path):
-        raise ConfigError(f"targets {path}: is a directory")
-    return path
-
-
-def _file_stem(run_id: str, shard: tuple[int, int]) -> str:
-    index, count = shard
-    return f"part-{run_id}" + (f"-s{index}of{count}" if count > 1 else "")
+class Interrupted(Exception):
+    """A stop arrived while the run was being set up: nothing was crawled or written."""
 
 
 async def run_crawl(
@@ -97,146 +96,81 @@ async def run_crawl(
 
     ``items`` replaces reading ``config.targets`` (used by the demo and tests).
     Raises :class:`ConfigError` before any request for a usage problem, a
-    locked output, or an output that cannot be resumed.
+    locked output, or an output that cannot be resumed, and
+    :class:`Interrupted` for a signal during set-up.
     """
-    # Installed first: from here on SIGINT/SIGTERM are queued and handled by
-    # _watch_signals, never raised as KeyboardInterrupt in the middle of set-up.
-    receiver = (
-        anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
-        if handle_signals
-        else nullcontext(None)
-    )
+    # Installed first: from here on SIGINT/SIGTERM/SIGHUP are queued and handled
+    # by _watch_signals, never raised as KeyboardInterrupt in the middle of set-up.
+    receiver = anyio.open_signal_receiver(*STOP_SIGNALS) if handle_signals else nullcontext(None)
+    control = RunControl()
     with receiver as signals:
-        return await _run(config, os.environ if environ is None else environ, items, signals)
+        outcome: RunResult | Exception
+        async with anyio.create_task_group() as watcher:
+            if signals is not None:
+                watcher.start_soon(_watch_signals, signals, control)
+            try:
+                outcome = await _set_up_and_run(config, environ, items, control)
+            except Exception as exc:  # raised below, outside the task group: not in a group
+                outcome = exc
+            finally:
+                watcher.cancel_scope.cancel()
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
-async def _run(
+async def _set_up_and_run(
     config: CrawlConfig,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str] | None,
     items: Iterable[Target | InvalidTarget] | None,
-    signals: AsyncIterator[int] | None,
+    control: RunControl,
 ) -> RunResult:
+    async with AsyncExitStack() as stack:
+        with control.cancel_on_stop(anyio.CancelScope()) as setup:
+            run = await _open_run(stack, config, environ, items, control)
+        if setup.cancelled_caught:
+            raise Interrupted(control.stop_reason)
+        return await run.execute()
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+async def _open_run(
+    stack: AsyncExitStack,
+    config: CrawlConfig,
+    environ: Mapping[str, str] | None,
+    items: Iterable[Target | InvalidTarget] | None,
+    control: RunControl,
+) -> _Run:
+    """Build every part of the run once; each clean-up goes on ``stack``."""
     targets_path: str | None = None
     if items is None and not config.discover:
         targets_path = _check_targets_readable(config.targets)
-        items = iter_targets(targets_path, config.targets_format)
-    endpoint = effective_endpoint(config)
+        reader = iter_targets(targets_path, config.targets_format)
+        stack.callback(reader.close)
+        items = reader
     out_dir = Path(config.out)
     session = new_session(timeout=config.timeout, max_connections=config.concurrency)
+    stack.push_async_callback(_shielded, session.close)
+    auth = auth_from_env(
+        os.environ if environ is None else environ, region=config.region, session=session
+    )
+    stack.push_async_callback(_shielded, auth.aclose)
     lock = OutputLock(out_dir / lock_file_name(config.shard))
     try:
-        auth = auth_from_env(environ, region=config.region, session=session)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any task
-            lock.acquire()
-        except OSError as exc:
-            raise ConfigError(f"out {out_dir}: {exc.strerror or exc}") from None
-    except BaseException:
-        await session.close()
-        raise
-    try:
-        client = SwrClient(
-            endpoint,
-            auth,
-            timeout=config.timeout,
-            max_connections=config.concurrency,
-            session=session,
-        )
-        try:
-            checkpoint, fingerprint = await _open_output(config, out_dir, targets_path)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await auth.aclose()
-                await session.close()
-            raise
-        return await _crawl(
-            config,
-            endpoint,
-            out_dir,
-            items,
-            client,
-            auth,
-            session,
-            signals,
-            checkpoint,
-            fingerprint,
-        )
-    finally:
-        lock.release()
-
-
-async def _open_output(
-    config: CrawlConfig, out_dir: Path, targets_path: str | None
-) -> tuple[Checkpoint, str | None]:
-    """Refuse an output that holds another run; on --resume, read what it recorded."""
-    if not config.resume and has_run(out_dir, config.shard):
-        raise ConfigError(
-            f"out {out_dir} already holds a run: add --resume to continue it, or give another --out"
-        )
-    fingerprint = None
-    if targets_path is not None and targets_path != "-":
-        fingerprint = await anyio.to_thread.run_sync(targets_fingerprint, targets_path)
-    if not config.resume:
-        return Checkpoint(), fingerprint
-    previous = load_run_file(out_dir, config.shard)
-    unchecked = (
-        "targets from the registry (--discover)"
-        if config.discover
-        else ("targets from stdin" if targets_path == "-" else None)
+        out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any task
+        lock.acquire()
+    except OSError as exc:
+        raise ConfigError(f"out {out_dir}: {exc.strerror or exc}") from None
+    stack.callback(lock.release)
+    checkpoint, fingerprint = await _open_output(config, out_dir, targets_path)
+    endpoint = effective_endpoint(config)
+    client = SwrClient(
+        endpoint, auth, timeout=config.timeout, max_connections=config.concurrency, session=session
     )
-    check_compatible(previous, out_dir / run_file_name(config.shard), fingerprint, unchecked)
-    started = anyio.current_time()
-    checkpoint = await anyio.to_thread.run_sync(read_checkpoint, out_dir, config.shard)
-    checkpoint.previous = previous
-    log.info(
-        "crawl.resume_read",
-        recorded=len(checkpoint.recorded),
-        tags_rows=checkpoint.tags_rows,
-        errors_kept=checkpoint.errors_kept,
-        transient_dropped=sum(checkpoint.transient_dropped.values()),
-        files_rewritten=checkpoint.files_rewritten,
-        tmp_removed=checkpoint.tmp_removed,
-        seconds=round(anyio.current_time() - started, 3),
-    )
-    return checkpoint, fingerprint
-
-
-class _Stops:
-    """The two ways a run is stopped early, and why."""
-
-    def __init__(self) -> None:
-        #: Gets a deadline at the first signal: requests in flight get GRACE_SECONDS.
-        self.crawl = anyio.CancelScope()
-        #: Cancelled by a second signal or an output failure: stop at once.
-        self.work = anyio.CancelScope()
-        self.output_error: OSError | None = None
-
-
-async def _crawl(
-    config: CrawlConfig,
-    endpoint: str,
-    out_dir: Path,
-    items: Iterable[Target | InvalidTarget] | None,
-    client: SwrClient,
-    auth: Any,
-    session: Any,
-    signals: AsyncIterator[int] | None,
-    checkpoint: Checkpoint,
-    fingerprint: str | None,
-) -> RunResult:
     run_id = new_run_id()
     stats = RunStats()
-    report = RunReport(
-        run_id=run_id,
-        config=config,
-        endpoint=endpoint,
-        auth_method=auth.method,
-        started_at=datetime.now(UTC),
-        stats=stats,
-        previous=checkpoint.previous,
-        targets_sha256=fingerprint,
-        run_file=run_file_name(config.shard),
-    )
     writer = OutputWriter(
         out_dir,
         run_id,
@@ -244,8 +178,6 @@ async def _crawl(
         commit_seconds=config.commit_seconds,
         file_rows=config.file_rows,
     )
-    control = RunControl()
-    stops = _Stops()
     attempts = Attempts(
         limiter=RateLimiter(config.rate, config.burst),
         policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
@@ -263,89 +195,275 @@ async def _crawl(
     )
     recorded = checkpoint.recorded if config.resume else None
     intake = Intake(items or (), stats, shard=config.shard, recorded=recorded)
-    source: Source = intake
-    discovery: DiscoverySource | None = None
+    discovery = None
     if config.discover:
         discoverer = Discoverer(client, attempts, concurrency=min(4, config.concurrency))
-        source = discovery = DiscoverySource(discoverer, intake, control, config.namespaces)
-    started = report.monotonic_start = anyio.current_time()
+        discovery = DiscoverySource(discoverer, intake, control, config.namespaces)
+    return _Run(
+        config=config,
+        endpoint=endpoint,
+        out_dir=out_dir,
+        auth=auth,
+        control=control,
+        stats=stats,
+        writer=writer,
+        crawler=crawler,
+        source=discovery or intake,
+        discovery=discovery,
+        previous=checkpoint.previous,
+        fingerprint=fingerprint,
+        run_id=run_id,
+    )
+
+
+async def _shielded(close: Any) -> None:
+    """Run an async clean-up even while the run is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await close()
+
+
+def _check_targets_readable(path: str | None) -> str:
+    if path is None:
+        raise ConfigError("--targets is required (a file, or - for stdin)")
+    if path != "-" and not os.access(path, os.R_OK):
+        reason = "no such file" if not os.path.exists(path) else "not readable"
+        raise ConfigError(f"targets {path}: {reason}")
+    if path != "-" and os.path.isdir(path):
+        raise ConfigError(f"targets {path}: is a directory")
+    return path
+
+
+def _is_regular_file(path: str) -> bool:
+    """False for stdin, pipes, FIFOs and devices: they can be read only once, by the crawl."""
+    if path == "-":
+        return False
     try:
-        report.totals = await anyio.to_thread.run_sync(count_rows, out_dir, config.shard)
-        report.write(out_dir)
-        log.info(
-            "crawl.started",
-            run_id=run_id,
-            resumed=checkpoint.previous is not None,
-            endpoint=endpoint,
-            auth_method=auth.method,
-            out=str(out_dir),
-            concurrency=config.concurrency,
-            rate=config.rate,
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _file_stem(run_id: str, shard: tuple[int, int]) -> str:
+    index, count = shard
+    return f"part-{run_id}" + (f"-s{index}of{count}" if count > 1 else "")
+
+
+async def _open_output(
+    config: CrawlConfig, out_dir: Path, targets_path: str | None
+) -> tuple[Checkpoint, str | None]:
+    """Refuse an output that holds another run; on --resume, read what it recorded."""
+    if not config.resume and has_run(out_dir, config.shard):
+        raise ConfigError(
+            f"out {out_dir} already holds a run: add --resume to continue it, or give another --out"
         )
+    fingerprint = None
+    if targets_path is not None and _is_regular_file(targets_path):
+        fingerprint = await anyio.to_thread.run_sync(
+            targets_fingerprint, targets_path, abandon_on_cancel=True
+        )
+    if not config.resume:
+        return Checkpoint(), fingerprint
+    previous = load_run_file(out_dir, config.shard)
+    unchecked = (
+        "targets from the registry (--discover)"
+        if config.discover
+        else (
+            f"targets from {targets_path}, which can be read only once"
+            if targets_path and fingerprint is None
+            else None
+        )
+    )
+    check_compatible(previous, out_dir / run_file_name(config.shard), fingerprint, unchecked)
+    started = anyio.current_time()
+    checkpoint = await anyio.to_thread.run_sync(
+        read_checkpoint, out_dir, config.shard, abandon_on_cancel=True
+    )
+    checkpoint.previous = previous
+    log.info(
+        "crawl.resume_read",
+        recorded=len(checkpoint.recorded),
+        tags_rows=checkpoint.tags_rows,
+        errors_kept=checkpoint.errors_kept,
+        transient_dropped=sum(checkpoint.transient_dropped.values()),
+        files_rewritten=checkpoint.files_rewritten,
+        tmp_removed=checkpoint.tmp_removed,
+        seconds=round(anyio.current_time() - started, 3),
+    )
+    return checkpoint, fingerprint
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(slots=True, kw_only=True)
+class _Run:
+    """The parts of one run, built by :func:`_open_run`, and what happened to it."""
+
+    config: CrawlConfig
+    endpoint: str
+    out_dir: Path
+    auth: Auth
+    control: RunControl
+    stats: RunStats
+    writer: OutputWriter
+    crawler: Crawler
+    source: Source
+    discovery: DiscoverySource | None
+    previous: dict[str, Any] | None
+    fingerprint: str | None
+    run_id: str
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    clock_start: float = field(default_factory=anyio.current_time)
+    output_error: OSError | None = None
+    """Why the output could not be written (a full disk), if that stopped the run."""
+
+    def report(
+        self,
+        *,
+        ended_at: datetime | None = None,
+        totals: DatasetCounts | None = None,
+        run_files: dict[str, list[str]] | None = None,
+    ) -> RunReport:
+        """The run file's content as of now (interim while ``ended_at`` is None)."""
+        return RunReport(
+            run_id=self.run_id,
+            config=self.config,
+            endpoint=self.endpoint,
+            auth_method=self.auth.method,
+            started_at=self.started_at,
+            stats=self.stats,
+            ended_at=ended_at,
+            elapsed_seconds=anyio.current_time() - self.clock_start,
+            stop_reason=self.control.stop_reason,
+            error=_describe(self.output_error),
+            files={
+                "tags": [p.name for p in self.writer.tags.files],
+                "errors": [p.name for p in self.writer.errors.files],
+            },
+            previous=self.previous,
+            targets_sha256=self.fingerprint,
+            totals=totals,
+            run_file=run_file_name(self.config.shard),
+            run_files=run_files,
+        )
+
+    async def execute(self) -> RunResult:
+        """Crawl to the end or to a stop; write the final run file whatever happens."""
+        try:
+            totals = await anyio.to_thread.run_sync(count_rows, self.out_dir, self.config.shard)
+            self.report(totals=totals).write(self.out_dir)
+            log.info(
+                "crawl.started",
+                run_id=self.run_id,
+                resumed=self.previous is not None,
+                endpoint=self.endpoint,
+                auth_method=self.auth.method,
+                out=str(self.out_dir),
+                concurrency=self.config.concurrency,
+                rate=self.config.rate,
+            )
+            await self._crawl()
+        except Exception as exc:
+            self._crashed(exc)
+        except BaseException:
+            self.control.halt("cancelled")
+            raise
+        finally:
+            if self.control.halted:
+                # No writer thread runs any more: dropping the open files is safe. The
+                # temporary file stays hidden; the next --resume removes it.
+                with suppress(OSError):
+                    self.writer.abort()
+            with anyio.CancelScope(shield=True):
+                report = await self._finish()
+        log.info(
+            "crawl.finished",
+            run_id=self.run_id,
+            complete=report.complete,
+            stop_reason=report.stop_reason,
+            exit_code=report.exit_code,
+            **self.stats.as_dict(),
+            elapsed_seconds=round(report.elapsed_seconds, 3),
+        )
+        return RunResult(report, self.out_dir)
+
+    async def _crawl(self) -> None:
+        control = self.control
         async with anyio.create_task_group() as services:
-            if signals is not None:
-                services.start_soon(_watch_signals, signals, control, stops)
-            services.start_soon(_write, writer, control, stops)
-            services.start_soon(_keep_report_current, report, out_dir, config.commit_seconds)
-            if wanted(config.progress):
-                services.start_soon(_progress, stats, config.targets)
-            with stops.work:
-                with stops.crawl:
-                    await crawler.run(source)
+            services.start_soon(self._write)
+            services.start_soon(self._keep_report_current)
+            if wanted(self.config.progress):
+                services.start_soon(_progress, self.stats, self.config.targets)
+            with control.cancel_on_halt(anyio.CancelScope()):
+                with anyio.CancelScope() as crawl:
+                    services.start_soon(_grace, control, self.stats, crawl)
+                    await self.crawler.run(self.source)
                 try:
-                    await writer.flush(force=True)  # not shielded: a second signal cuts it short
+                    await self.writer.flush(force=True)  # not shielded: a halt cuts it short
                 except OSError as exc:
-                    _output_failed(exc, control, stops)
+                    self._output_failed(exc)
             services.cancel_scope.cancel()
-        if discovery is not None:
-            stats.discovery = discovery.discoverer.stats.as_dict()
-            failures = discovery.discoverer.stats.failures
-            if failures and control.stop_reason is None:
+        if self.discovery is not None:
+            self.stats.discovery = self.discovery.discoverer.stats.as_dict()
+            failures = self.discovery.discoverer.stats.failures
+            if failures:
                 # Some listings could not be read: targets may be missing, so the
                 # run is not complete; --resume discovers again.
-                control.stop_reason = f"discovery incomplete ({failures} listings failed)"
-        # No writer thread runs any more: dropping the open files is safe.
-        if stops.work.cancelled_caught or stops.output_error is not None:
-            # On a failure the temporary file stays hidden; the next --resume removes it.
-            with suppress(OSError):
-                writer.abort()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await auth.aclose()
-            await session.close()
-            report.elapsed_seconds = anyio.current_time() - started
-            report.ended_at = datetime.now(UTC)
-            report.stop_reason = control.stop_reason
-            report.error = _describe(stops.output_error)
-            report.files = {
-                "tags": [p.name for p in writer.tags.files],
-                "errors": [p.name for p in writer.errors.files],
+                control.stop(f"discovery incomplete ({failures} listings failed)")
+        unfinished = self.stats.targets - self.stats.done
+        if unfinished:  # a stop explains it; without one this is a bug, never "complete"
+            control.stop(f"unfinished: {unfinished} admitted targets have no row")
+
+    def _crashed(self, exc: Exception) -> None:
+        """An error nobody expected: the run is not complete, and says why."""
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        what = f"{type(exc).__name__}: {exc}"[:300]
+        log.error("crawl.crashed", error=what, exc_info=exc)
+        self.control.halt(f"unexpected error ({what})")
+
+    async def _finish(self) -> RunReport:
+        """Count what every segment published; write the final run file (best effort)."""
+        totals = run_files = None
+        try:
+            shard = self.config.shard
+            totals = await anyio.to_thread.run_sync(count_rows, self.out_dir, shard)
+            run_files = {
+                name: [p.name for p in own_parts(self.out_dir / name, shard)] for name in DATASETS
             }
-            await _finish_report(report, out_dir, config.shard)
-    log.info(
-        "crawl.finished",
-        run_id=run_id,
-        complete=report.complete,
-        stop_reason=report.stop_reason,
-        exit_code=report.exit_code,
-        **stats.as_dict(),
-        elapsed_seconds=round(report.elapsed_seconds, 3),
-    )
-    return RunResult(report, out_dir)
+            report = self.report(ended_at=datetime.now(UTC), totals=totals, run_files=run_files)
+            report.write(self.out_dir)
+        except OSError as exc:
+            if self.output_error is None:
+                self.output_error = exc
+            log.error("crawl.run_file_not_written", error=_describe(exc))
+            report = self.report(ended_at=datetime.now(UTC), totals=totals, run_files=run_files)
+        return report
 
+    def _output_failed(self, exc: OSError) -> None:
+        """The output cannot be written (a full disk): stop at once, nothing half-written stays."""
+        if self.output_error is None:
+            self.output_error = exc
+            log.error("crawl.output_failed", error=_describe(exc))
+        self.control.halt("output error")
 
-async def _finish_report(report: RunReport, out_dir: Path, shard: tuple[int, int]) -> None:
-    """Count what every segment published and write run.json (best effort on a full disk)."""
-    try:
-        report.totals = await anyio.to_thread.run_sync(count_rows, out_dir, shard)
-        report.run_files = {
-            name: [p.name for p in own_parts(out_dir / name, shard)] for name in DATASETS
-        }
-        report.write(out_dir)
-    except OSError as exc:
-        if report.error is None:
-            report.error = _describe(exc)
-        log.error("crawl.run_file_not_written", error=_describe(exc))
+    async def _write(self) -> None:
+        try:
+            await self.writer.run()
+        except OSError as exc:
+            self._output_failed(exc)
+
+    async def _keep_report_current(self) -> None:
+        """Rewrite the run file now and then, so a segment that is SIGKILLed still
+        leaves its request/retry/429 counts (as of its last write) for the next one."""
+        while True:
+            await anyio.sleep(max(self.config.commit_seconds, REPORT_INTERVAL_MIN))
+            report = self.report()
+            document = report.document()  # built here: it reads live counters
+            try:
+                await anyio.to_thread.run_sync(report.write, self.out_dir, document)
+            except OSError as exc:  # the writer task reports a full disk; this is best effort
+                log.warning("crawl.run_file_not_written", error=_describe(exc))
 
 
 def _describe(exc: OSError | None) -> str | None:
@@ -355,47 +473,30 @@ def _describe(exc: OSError | None) -> str | None:
     return f"{exc.strerror or exc}{where}"
 
 
-def _output_failed(exc: OSError, control: RunControl, stops: _Stops) -> None:
-    """The output cannot be written (a full disk): stop at once, nothing half-written stays."""
-    if stops.output_error is None:
-        stops.output_error = exc
-        log.error("crawl.output_failed", error=_describe(exc))
-    control.stop("output error")
-    stops.work.cancel()
+async def _grace(control: RunControl, stats: RunStats, crawl: anyio.CancelScope) -> None:
+    """After a stop, requests in flight get GRACE_SECONDS; the crawl ends once none is.
 
-
-async def _write(writer: OutputWriter, control: RunControl, stops: _Stops) -> None:
-    try:
-        await writer.run()
-    except OSError as exc:
-        _output_failed(exc, control, stops)
-
-
-#: Fewest seconds between two interim writes of the run file.
-REPORT_INTERVAL_MIN = 5.0
-
-
-async def _keep_report_current(report: RunReport, out_dir: Path, commit_seconds: float) -> None:
-    """Rewrite the run file now and then, so a segment that is SIGKILLed still
-    leaves its request/retry/429 counts (as of its last write) for the next one."""
-    while True:
-        await anyio.sleep(max(commit_seconds, REPORT_INTERVAL_MIN))
-        report.elapsed_seconds = anyio.current_time() - report.monotonic_start
-        try:
-            await anyio.to_thread.run_sync(report.write, out_dir, report.document())
-        except OSError as exc:  # the writer task reports a full disk; this is best effort
-            log.warning("crawl.run_file_not_written", error=_describe(exc))
+    Nothing else needs the grace: a target waiting out a backoff or a
+    Retry-After pause is left unrecorded, for --resume to take up.
+    """
+    await control.wait()
+    with anyio.move_on_after(GRACE_SECONDS):
+        # Polled, and only during the grace: the counter is a plain int on the hot path.
+        while stats.in_flight:  # noqa: ASYNC110
+            await anyio.sleep(GRACE_POLL_SECONDS)
+    crawl.cancel()
 
 
 async def _progress(stats: RunStats, targets: str | None) -> None:
     total: int | None = None
-    if targets is not None:  # counted in a thread: a big file must not stall the event loop
+    if targets is not None and _is_regular_file(targets):
+        # Counted in a thread: a big file must not stall the event loop.
         total = await anyio.to_thread.run_sync(count_lines, targets, abandon_on_cancel=True)
     await show_progress(stats, lambda: total)
 
 
-async def _watch_signals(signals: AsyncIterator[int], control: RunControl, stops: _Stops) -> None:
-    """First SIGINT/SIGTERM: stop taking work, give requests in flight a grace period.
+async def _watch_signals(signals: AsyncIterator[int], control: RunControl) -> None:
+    """First SIGINT/SIGTERM/SIGHUP: stop taking work, give requests in flight a grace period.
 
     Second: stop at once (rows not yet published are dropped, never half-written).
     """
@@ -405,8 +506,6 @@ async def _watch_signals(signals: AsyncIterator[int], control: RunControl, stops
             first = False
             control.stop(f"signal {signal.Signals(signum).name}")
             log.warning("crawl.stopping", reason=control.stop_reason, grace=GRACE_SECONDS)
-            stops.crawl.deadline = min(stops.crawl.deadline, anyio.current_time() + GRACE_SECONDS)
         else:
-            control.stop_reason = "second signal"
             log.warning("crawl.stopping_now", reason="second signal")
-            stops.work.cancel()
+            control.halt("second signal")
