@@ -54,6 +54,7 @@ from crawler.errors import ConfigError
 from crawler.http import signer
 
 __all__ = [
+    "CREDENTIAL_VARIABLES",
     "USER_AGENT",
     "AkSkSigner",
     "Auth",
@@ -78,6 +79,20 @@ ENV_IAM_DOMAIN: Final = "SWR_IAM_DOMAIN"
 ENV_IAM_PROJECT: Final = "SWR_IAM_PROJECT"
 ENV_IAM_ENDPOINT: Final = "SWR_IAM_ENDPOINT"
 ENV_IAM_TOKEN_CACHE: Final = "SWR_IAM_TOKEN_CACHE"  # noqa: S105 - a name, not a secret
+#: Every variable a credential is read from (for help texts and the unknown-variable check).
+CREDENTIAL_VARIABLES: Final = (
+    ENV_TOKEN,
+    ENV_AK,
+    ENV_SK,
+    ENV_PROJECT_ID,
+    ENV_SECURITY_TOKEN,
+    ENV_IAM_USER,
+    ENV_IAM_PASSWORD,
+    ENV_IAM_DOMAIN,
+    ENV_IAM_PROJECT,
+    ENV_IAM_ENDPOINT,
+    ENV_IAM_TOKEN_CACHE,
+)
 
 _log = structlog.get_logger("crawler.http.credentials")
 
