@@ -10,4 +10,7 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+#: Sent with every request, to SWR and to IAM.
+USER_AGENT = f"swr-crawler/{__version__}"
+
+__all__ = ["USER_AGENT", "__version__"]

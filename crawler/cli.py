@@ -176,6 +176,13 @@ def _run(config: Any) -> int:
             "complete; free some space, then run again with --resume.",
             err=True,
         )
+    if result.report.stop_reason == "tls":
+        click.echo(
+            "swr-crawler: a TLS certificate did not verify (the crawl.target_failed log line"
+            " and the errors rows of kind tls name the host): fix the endpoint or the trusted"
+            " CAs (SSL_CERT_FILE), then run again with --resume.",
+            err=True,
+        )
     if result.report.stop_reason == "unauthorized":
         method = result.report.auth_method
         click.echo(

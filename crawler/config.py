@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from crawler.errors import ConfigError
+from crawler.http.endpoint import check_region, parse_endpoint
+from crawler.http.response import DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,9 @@ class CrawlConfig:
     targets_format: str = setting(
         "auto", "Targets format; auto = by extension (.csv, .jsonl).", choices=TARGETS_FORMATS
     )
-    endpoint: str | None = setting(None, "SWR API endpoint URL, e.g. http://127.0.0.1:8080.")
+    endpoint: str | None = setting(
+        None, "SWR API endpoint URL: scheme, host, port only, e.g. http://127.0.0.1:8080."
+    )
     region: str | None = setting(None, "Region id, e.g. cn-north-4 (sets the endpoint).")
     concurrency: int = setting(16, "Most requests in flight at once.", limits=Limits(1, 1024))
     rate: float = setting(
@@ -121,7 +125,14 @@ class CrawlConfig:
         30.0, "Largest backoff, and the cap on a server's Retry-After, seconds.", limits=_SECONDS
     )
     timeout: float = setting(
-        30.0, "Per-request total timeout, seconds.", limits=Limits(0, 3600, low_open=True)
+        30.0,
+        "Per-request total timeout, seconds (the IAM login's too).",
+        limits=Limits(0, 3600, low_open=True),
+    )
+    max_body_bytes: int = setting(
+        DEFAULT_MAX_BODY_BYTES,
+        "Largest answer body read, compressed or not; larger is error_kind too_large.",
+        limits=Limits(1024, 1 << 30),
     )
     resume: bool = setting(False, "Continue the run in --out, skipping targets recorded.")
     shard: tuple[int, int] = setting(
@@ -284,8 +295,10 @@ def validate(config: CrawlConfig) -> None:
         raise ConfigError("give --targets or --discover, not both")
     if config.namespaces and not config.discover:
         raise ConfigError("--namespace only applies with --discover")
-    if config.endpoint and not config.endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"endpoint {config.endpoint!r}: must start with http:// or https://")
+    if config.endpoint:
+        parse_endpoint(config.endpoint)
+    if config.region:
+        check_region(config.region)
 
 
 def effective_endpoint(config: CrawlConfig) -> str:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import pytest
 from aiohttp import web
@@ -19,9 +18,18 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from structlog.testing import capture_logs
 
-from crawler.errors import AuthenticationFailed, ConfigError
-from crawler.http.credentials import USER_AGENT, AkSkSigner, Secret, StaticToken, auth_from_env
-from crawler.http.iam import IamLoginFailed, IamPasswordLogin, IamUnavailable
+from crawler import USER_AGENT
+from crawler.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    ErrorKind,
+    IamLoginFailed,
+    IamUnavailable,
+)
+from crawler.http.credentials import AkSkSigner, StaticToken, auth_from_env
+from crawler.http.iam import IamPasswordLogin
+from crawler.http.secrets import Secret
+from crawler.http.transport import Transport
 
 TOKEN = "MIIEXAMPLE-static-token-0123456789"
 AK = "HPUAEXAMPLEAK0000001"
@@ -128,10 +136,11 @@ async def iam(anyio_backend: str) -> AsyncIterator[FakeIam]:
 
 
 @pytest.fixture
-async def session(anyio_backend: str) -> AsyncIterator[aiohttp.ClientSession]:
-    """The client's session, lent to the IAM login."""
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def session(anyio_backend: str) -> AsyncIterator[Transport]:
+    """The client's transport, lent to the IAM login."""
+    transport = Transport(timeout=10, max_connections=4)
+    yield transport
+    await transport.aclose()
 
 
 @pytest.fixture
@@ -143,7 +152,7 @@ def logs() -> Iterator[list[Mapping[str, Any]]]:
 
 def make_iam(
     fake: FakeIam,
-    session: aiohttp.ClientSession | None,
+    session: Transport | None,
     clock: FakeClock,
     *,
     password: str = PASSWORD,
@@ -156,7 +165,7 @@ def make_iam(
         domain="acme",
         project="cn-north-4",
         endpoint=fake.endpoint,
-        session=session,
+        transport=session,
         cache_path=cache_path,
         now=clock,
     )
@@ -324,7 +333,7 @@ async def test_aksk_dates_each_request_from_the_clock() -> None:
 
 @pytest.mark.anyio
 async def test_iam_login_sends_documented_body_and_uses_subject_token(
-    iam: FakeIam, session: aiohttp.ClientSession
+    iam: FakeIam, session: Transport
 ) -> None:
     """The login POSTs the documented JSON body and sends the X-Subject-Token as X-Auth-Token."""
     auth = make_iam(iam, session, FakeClock(T0))
@@ -381,7 +390,7 @@ async def test_iam_refreshes_once_before_expiry_despite_clock_skew(iam: FakeIam)
 
 @pytest.mark.anyio
 async def test_twenty_workers_with_same_401_share_one_login(
-    iam: FakeIam, session: aiohttp.ClientSession
+    iam: FakeIam, session: Transport
 ) -> None:
     """20 concurrent refresh(stale) calls cause exactly one login, and all return True."""
     auth = make_iam(iam, session, FakeClock(T0))
@@ -406,7 +415,7 @@ async def test_twenty_workers_with_same_401_share_one_login(
 
 @pytest.mark.anyio
 async def test_refresh_for_an_already_replaced_token_makes_no_request(
-    iam: FakeIam, session: aiohttp.ClientSession
+    iam: FakeIam, session: Transport
 ) -> None:
     """A late 401 for an old token returns True without logging in again."""
     auth = make_iam(iam, session, FakeClock(T0))
@@ -419,7 +428,7 @@ async def test_refresh_for_an_already_replaced_token_makes_no_request(
 
 @pytest.mark.anyio
 async def test_wrong_password_fails_fast_naming_the_method(
-    iam: FakeIam, session: aiohttp.ClientSession, logs: list[Mapping[str, Any]]
+    iam: FakeIam, session: Transport, logs: list[Mapping[str, Any]]
 ) -> None:
     """A refused login raises IamLoginFailed (an AuthenticationFailed) once, then never retries."""
     auth = make_iam(iam, session, FakeClock(T0), password=WRONG_PASSWORD)
@@ -443,7 +452,7 @@ async def test_wrong_password_fails_fast_naming_the_method(
 
 @pytest.mark.anyio
 async def test_password_changed_mid_run_makes_refresh_return_false(
-    iam: FakeIam, session: aiohttp.ClientSession
+    iam: FakeIam, session: Transport
 ) -> None:
     """When the 401's re-login is refused, refresh() is False and failure says why."""
     auth = make_iam(iam, session, FakeClock(T0))
@@ -457,7 +466,7 @@ async def test_password_changed_mid_run_makes_refresh_return_false(
 
 @pytest.mark.anyio
 async def test_iam_outage_keeps_the_old_token_until_it_expires(
-    iam: FakeIam, session: aiohttp.ClientSession
+    iam: FakeIam, session: Transport
 ) -> None:
     """A 503 on the early renewal keeps the valid token; after expiry it is a transient error."""
     clock = FakeClock(T0)
@@ -472,14 +481,14 @@ async def test_iam_outage_keeps_the_old_token_until_it_expires(
     clock.advance(timedelta(minutes=5))
     with pytest.raises(IamUnavailable) as info:
         await get_headers(auth)
-    assert isinstance(info.value, aiohttp.ClientError)
+    assert (info.value.kind, info.value.requests) == (ErrorKind.NETWORK, 0)
     assert "HTTP 503 IAM.0005" in str(info.value)
     assert not isinstance(info.value, AuthenticationFailed)
 
 
 @pytest.mark.anyio
 async def test_iam_outage_during_401_refresh_retries_via_headers(
-    iam: FakeIam, session: aiohttp.ClientSession
+    iam: FakeIam, session: Transport
 ) -> None:
     """A 503 while renewing after a 401 drops the bad token; the retry's headers() re-logs in."""
     auth = make_iam(iam, session, FakeClock(T0))
@@ -494,7 +503,7 @@ async def test_iam_outage_during_401_refresh_retries_via_headers(
 
 @pytest.mark.anyio
 async def test_unreachable_iam_is_transient_and_names_the_method(
-    session: aiohttp.ClientSession,
+    session: Transport,
 ) -> None:
     """A refused connection to IAM raises IamUnavailable naming the IAM login, no password."""
     fake = FakeIam()
@@ -511,7 +520,7 @@ async def test_unreachable_iam_is_transient_and_names_the_method(
 
 @pytest.mark.anyio
 async def test_token_cache_written_0600_atomically_and_reused(
-    iam: FakeIam, session: aiohttp.ClientSession, tmp_path: Path
+    iam: FakeIam, session: Transport, tmp_path: Path
 ) -> None:
     """The token file is 0600 with no temp file left, and a later run reuses it without a login."""
     cache = tmp_path / "token.json"
@@ -531,7 +540,7 @@ async def test_token_cache_written_0600_atomically_and_reused(
 @pytest.mark.anyio
 @pytest.mark.parametrize("case", ["near-expiry", "other-user", "corrupt"])
 async def test_token_cache_not_reused_when_unsuitable(
-    iam: FakeIam, session: aiohttp.ClientSession, tmp_path: Path, case: str
+    iam: FakeIam, session: Transport, tmp_path: Path, case: str
 ) -> None:
     """A cached token near expiry, for another identity, or unreadable, leads to a login."""
     cache = tmp_path / "token.json"
@@ -552,7 +561,7 @@ async def test_token_cache_not_reused_when_unsuitable(
 
 @pytest.mark.anyio
 async def test_401_on_cached_token_logs_in_and_rewrites_cache(
-    iam: FakeIam, session: aiohttp.ClientSession, tmp_path: Path
+    iam: FakeIam, session: Transport, tmp_path: Path
 ) -> None:
     """A cached token that gets a 401 is replaced by one login, and the file with it."""
     cache = tmp_path / "token.json"
@@ -571,7 +580,7 @@ async def test_401_on_cached_token_logs_in_and_rewrites_cache(
 
 @pytest.mark.anyio
 async def test_no_secret_in_repr_str_or_logs(
-    iam: FakeIam, session: aiohttp.ClientSession, logs: list[Mapping[str, Any]], tmp_path: Path
+    iam: FakeIam, session: Transport, logs: list[Mapping[str, Any]], tmp_path: Path
 ) -> None:
     """repr()/str() of every credential (before and after login) and all log events are clean."""
     iam_auth = make_iam(iam, session, FakeClock(T0), cache_path=tmp_path / "t.json")

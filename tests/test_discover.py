@@ -23,8 +23,11 @@ from crawler.crawl.limits import RateLimiter
 from crawler.crawl.pool import Crawler
 from crawler.crawl.retry import RetryPolicy
 from crawler.errors import AuthenticationFailed, ConfigError
-from crawler.http.client import Response, SwrClient
+from crawler.http.client import SwrClient
 from crawler.http.credentials import StaticToken
+from crawler.http.endpoint import parse_endpoint
+from crawler.http.response import Response
+from crawler.http.transport import Transport
 from crawler.run.runner import run_crawl
 from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
@@ -61,7 +64,8 @@ async def discover(
 ) -> tuple[list[Target], Discoverer]:
     """Run discovery against a sandbox; return what it found, in order."""
     async with running_sandbox(config) as sb:
-        client = SwrClient(sb.url, StaticToken(TOKEN), timeout=5, max_connections=4)
+        transport = Transport(timeout=5, max_connections=4)
+        client = SwrClient(parse_endpoint(sb.url), StaticToken(TOKEN), transport)
         attempts = Attempts(
             limiter=RateLimiter(0),
             policy=RetryPolicy(max_attempts, backoff, backoff * 4),
@@ -78,7 +82,7 @@ async def discover(
             try:
                 await discoverer.run(send)
             finally:
-                await client.aclose()
+                await transport.aclose()
             # run() closed the sending side: this reads what it found, to the end
             return [target async for target in receive], discoverer
 
@@ -226,7 +230,8 @@ async def test_list_requests_are_bounded_by_concurrency() -> None:
         faults=FaultConfig(latency=0.01),
     )
     async with running_sandbox(config) as sb:
-        real = SwrClient(sb.url, StaticToken(TOKEN), timeout=5, max_connections=8)
+        transport = Transport(timeout=5, max_connections=8)
+        real = SwrClient(parse_endpoint(sb.url), StaticToken(TOKEN), transport)
         client = CountingClient(real)
         stats, control = RunStats(), RunControl()
         attempts = Attempts(
@@ -243,7 +248,7 @@ async def test_list_requests_are_bounded_by_concurrency() -> None:
         try:
             await crawler.run(DiscoverySource(discoverer, Intake((), stats), control))
         finally:
-            await real.aclose()
+            await transport.aclose()
     assert len(sink.tags) == 2 * 8 * 3
     assert client.lists == 1 + 2 + 16
     assert client.peak == 2

@@ -16,7 +16,6 @@ from crawler.output.normalize import (
     DecodeError,
     ManifestFacts,
     decode_object,
-    error_fields,
     manifest_facts,
     parse_timestamp,
     tag_row,
@@ -457,98 +456,6 @@ def test_parse_timestamp_roundtrip(
     assert parse_timestamp(text) == expected
 
 
-# --- error_fields ------------------------------------------------------------------
-
-HTML_502 = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>" + b"x" * 500
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        pytest.param(
-            b'{"errors":[{"errorCode":"SVCSTG.SWR.4030170",'
-            b'"errorMessage":"Insufficient permissions","detail":""}],'
-            b'"error_code":"SVCSTG.SWR.4030170","error_msg":"Insufficient permissions"}',
-            ("SVCSTG.SWR.4030170", "Insufficient permissions"),
-            id="old-and-new-combined",
-        ),
-        pytest.param(
-            b'{"errors":[{"errorCode":"SVCSTG.SWR.4040010",'
-            b'"errorMessage":"image not found","detail":""}]}',
-            ("SVCSTG.SWR.4040010", "image not found"),
-            id="errors-list-only",
-        ),
-        pytest.param(
-            b'{"errors":[{"errorCode":"SVCSTG.SWR.5000002",'
-            b'"errorMessage":"","detail":"db timeout"}]}',
-            ("SVCSTG.SWR.5000002", "db timeout"),
-            id="errors-list-detail-when-message-empty",
-        ),
-        pytest.param(
-            b'{"errors":[{}, {"errorCode":"SVCSTG.SWR.4000014","errorMessage":"bad param"}]}',
-            ("SVCSTG.SWR.4000014", "bad param"),
-            id="errors-list-first-useful-entry",
-        ),
-        pytest.param(
-            b'{"errorCode":"SVCSTG.SWR.4010000","errorMsg":"token expired"}',
-            ("SVCSTG.SWR.4010000", "token expired"),
-            id="errorCode-errorMsg",
-        ),
-        pytest.param(
-            b'{"errorCode":"SVCSTG.SWR.4000014","errorMessage":"bad request parameters"}',
-            ("SVCSTG.SWR.4000014", "bad request parameters"),
-            id="errorCode-errorMessage",
-        ),
-        pytest.param(
-            b'{"error_code":"APIG.0308","error_msg":"The throttling threshold has been reached: '
-            b'policy user over ratelimit,limit:20,time:1 minute","request_id":"7c1e"}',
-            (
-                "APIG.0308",
-                "The throttling threshold has been reached: policy user over ratelimit,limit:20,"
-                "time:1 minute",
-            ),
-            id="apig-429",
-        ),
-        pytest.param(
-            b'{"error_code":"APIG.1002","error_msg":"Incorrect token or token resolution failed"}',
-            ("APIG.1002", "Incorrect token or token resolution failed"),
-            id="apig-401",
-        ),
-        pytest.param(
-            b'{"error_code":"SVCSTG.SWR.4030170","errors":[{"errorMessage":"from the list"}]}',
-            ("SVCSTG.SWR.4030170", "from the list"),
-            id="top-level-code-list-message",
-        ),
-        pytest.param(
-            b'{"error":{"code":"IAM.0001","title":"Unauthorized",'
-            b'"message":"The request you have made requires authentication."}}',
-            ("IAM.0001", "The request you have made requires authentication."),
-            id="iam-nested-error",
-        ),
-        pytest.param(b'{"error_code":400,"error_msg":"x"}', ("400", "x"), id="numeric-code"),
-        pytest.param(
-            HTML_502, (None, HTML_502.decode().strip()[:200]), id="html-gateway-page-truncated"
-        ),
-        pytest.param(b"\xff\xfeoops", (None, "\ufffd\ufffdoops"), id="invalid-utf8"),
-        pytest.param(b'{"message":"x"}', (None, '{"message":"x"}'), id="json-unknown-shape"),
-        pytest.param(b'"Service Unavailable"', (None, "Service Unavailable"), id="json-string"),
-        pytest.param(
-            b'[{"errorCode":"E1","errorMessage":"m"}]', ("E1", "m"), id="bare-errors-array"
-        ),
-        pytest.param(b"", (None, None), id="empty"),
-        pytest.param(b"  \r\n", (None, None), id="whitespace"),
-        pytest.param(
-            b'{"error_code":"","error_msg":""}',
-            (None, '{"error_code":"","error_msg":""}'),
-            id="empty-fields",
-        ),
-    ],
-)
-def test_error_fields(body: bytes, expected: tuple[str | None, str | None]) -> None:
-    """Every Huawei error body form yields (code, message); other bodies show their text."""
-    assert error_fields(body) == expected
-
-
 # --- tag_row -------------------------------------------------------------------------
 
 
@@ -930,14 +837,6 @@ def test_manifest_facts_never_raises(manifest: str) -> None:
     assert facts.layer_count is None or 0 <= facts.layer_count < 2**31
     assert facts.layers_size is None or 0 <= facts.layers_size < 2**63
     assert facts.platforms is None or all(isinstance(p, str) for p in facts.platforms)
-
-
-@given(st.binary(max_size=300) | JSON_VALUES.map(orjson.dumps))
-def test_error_fields_never_raises(body: bytes) -> None:
-    """error_fields returns two optional strings for any body, the raw text capped at 200 chars."""
-    code, message = error_fields(body)
-    assert code is None or isinstance(code, str)
-    assert message is None or isinstance(message, str)
 
 
 @given(

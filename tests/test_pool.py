@@ -21,8 +21,8 @@ from crawler.crawl.intake import Intake
 from crawler.crawl.limits import RateLimiter
 from crawler.crawl.pool import Crawler
 from crawler.crawl.retry import Failure, RetryPolicy, classify
-from crawler.errors import ErrorKind
-from crawler.http.client import Response, TransportError
+from crawler.errors import ErrorKind, TransportError
+from crawler.http.response import Response, error_fields
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, parse_reference
 from tests.fakes import ListSink
@@ -63,8 +63,9 @@ class ScriptedFetcher:
             if isinstance(step, BaseException):
                 raise step
             status, retry_after = step if isinstance(step, tuple) else (step, None)
-            body = OK_BODY if status == 200 else b'{"error_code":"E","error_msg":"m"}'
-            return Response(int(status), body, retry_after, None)
+            if status == 200:
+                return Response(200, OK_BODY, retry_after, None)
+            return Response(int(status), b"", retry_after, None, error_code="E", error_msg="m")
         finally:
             self.in_flight -= 1
 
@@ -266,8 +267,10 @@ def test_classify_200_is_a_row_with_the_attempts() -> None:
 def test_classify_failures(
     status: int, body: bytes, retry_after: str | None, expected: Failure
 ) -> None:
-    """Each status maps to its kind, the body's code/message, and (429 only) Retry-After."""
-    got = classify(Response(status, body, retry_after, None), TARGET, 1, NOW)
+    """Each status maps to its kind, the client's code/message, and (429 only) Retry-After."""
+    code, message = (None, None) if status == 200 else error_fields(body)
+    response = Response(status, body, retry_after, None, error_code=code, error_msg=message)
+    got = classify(response, TARGET, 1, NOW)
     assert isinstance(got, Failure)
     if expected.kind is ErrorKind.DECODE:
         assert (got.kind, got.http_status) == (ErrorKind.DECODE, 200)

@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-import aiohttp
 import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
-from crawler.errors import AuthenticationFailed, ConfigError
-from crawler.http.client import SwrClient, TransportError
+from crawler.errors import AuthenticationFailed, ConfigError, TransportError
+from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
+from crawler.http.endpoint import parse_endpoint
 from crawler.http.iam import IamPasswordLogin
+from crawler.http.transport import Transport
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import RunningSandbox, SandboxConfig, running_sandbox, sandbox_in_thread
 from tests.e2e_helpers import (
@@ -195,7 +196,8 @@ async def test_no_secret_in_iam_failures_or_their_tracebacks() -> None:
     neither the message nor the traceback holds the password."""
     secrets = Secrets()
     caught: list[BaseException] = []
-    async with running_sandbox(sandbox()) as sb, aiohttp.ClientSession() as session:
+    transport = Transport(timeout=5, max_connections=2)
+    async with running_sandbox(sandbox()) as sb:
         record_issued_tokens(sb, secrets)
         for endpoint, password in (
             (sb.url, WRONG_PASSWORD),
@@ -207,7 +209,7 @@ async def test_no_secret_in_iam_failures_or_their_tracebacks() -> None:
                 domain=IAM_DOMAIN,
                 project="cn-north-4",
                 endpoint=endpoint,
-                session=session,
+                transport=transport,
             )
             with pytest.raises(Exception) as info:  # noqa: PT011 - either kind is checked below
                 await login.headers("GET", "h", "/", (), b"")
@@ -215,12 +217,13 @@ async def test_no_secret_in_iam_failures_or_their_tracebacks() -> None:
             with pytest.raises(Exception) as again:  # noqa: PT011 - the sticky/repeated failure
                 await login.headers("GET", "h", "/", (), b"")
             caught.append(again.value)
-            client = SwrClient(sb.url, login, timeout=5, max_connections=2, session=session)
+            client = SwrClient(parse_endpoint(sb.url), login, transport)
             try:
                 await client.fetch_tag("/v2/manage/namespaces/a/repos/b/tags/c")
             except (TransportError, AuthenticationFailed) as failure:
                 caught.append(failure)
             caught.append(Exception(repr(login)))
+    await transport.aclose()
     kinds = [type(error).__name__ for error in caught]
     assert kinds.count("IamLoginFailed") >= 2
     assert "IamUnavailable" in kinds

@@ -26,8 +26,8 @@ import structlog
 from crawler.crawl.control import RunControl
 from crawler.crawl.limits import RateLimiter
 from crawler.crawl.retry import Failure, GiveUp, PauseEveryone, RetryPolicy
-from crawler.errors import AuthenticationFailed, ErrorKind
-from crawler.http.client import Response, TransportError
+from crawler.errors import AuthenticationFailed, ErrorKind, TransportError
+from crawler.http.response import Response
 from crawler.run.stats import RunStats
 
 log = structlog.get_logger("crawler")

@@ -35,7 +35,7 @@ from crawler.crawl.control import RunControl
 from crawler.crawl.intake import Batch, Intake
 from crawler.crawl.retry import Failure, failure_of
 from crawler.errors import AuthenticationFailed, ErrorKind
-from crawler.http.client import Response
+from crawler.http.response import Response
 from crawler.targets import Target, validate
 
 log = structlog.get_logger("crawler")

@@ -9,7 +9,7 @@ Structure (anyio, structured concurrency only)::
 
 There are more workers than request slots: a worker that sleeps in backoff
 holds no slot, so a few failing targets do not starve the healthy ones. The
-pool knows neither aiohttp (see :mod:`crawler.http.client`) nor Parquet (see
+pool knows neither aiohttp (see :mod:`crawler.http.transport`) nor Parquet (see
 :mod:`crawler.output.sink`).
 """
 
@@ -26,8 +26,8 @@ from crawler.crawl.attempt import Attempts, Done, Failed
 from crawler.crawl.control import RunControl
 from crawler.crawl.intake import Source
 from crawler.crawl.retry import Failure, classify
-from crawler.errors import DEFINITIVE_KINDS, ErrorKind
-from crawler.http.client import Response
+from crawler.errors import DEFINITIVE_KINDS, FATAL_KINDS, ErrorKind
+from crawler.http.response import Response
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target
 
@@ -155,9 +155,10 @@ class Crawler:
             self._stats.ok += 1
         elif isinstance(outcome, Failed):
             self.record_error(target, outcome.failure, outcome.attempts)
-            if outcome.failure.kind is ErrorKind.UNAUTHORIZED:
-                # A refused credential fails every other request too: stop the run.
-                self._control.stop("unauthorized")
+            if outcome.failure.kind in FATAL_KINDS:
+                # A refused credential (or an untrusted certificate) fails every
+                # other request too: stop the run.
+                self._control.stop(outcome.failure.kind.value)
 
     def record_error(self, target: Target, failure: Failure, attempts: int) -> None:
         """An ``errors`` row for ``target``."""

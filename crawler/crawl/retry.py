@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from crawler.errors import RETRYABLE_KINDS, ErrorKind, kind_for_status
-from crawler.http.client import Response
-from crawler.output.normalize import DecodeError, error_fields, tag_row
+from crawler.http.response import Response
+from crawler.output.normalize import DecodeError, tag_row
 from crawler.targets import Target
 
 __all__ = [
@@ -136,15 +136,14 @@ def classify(
 
 
 def failure_of(response: Response, now: datetime) -> Failure:
-    """The failure a non-200 answer is: its kind, the Huawei code and message from
-    the body, and for a 429 the ``Retry-After`` in seconds. Pure."""
+    """The failure a non-200 answer is: its kind, the Huawei code and message (read
+    and scrubbed by the client), and for a 429 the ``Retry-After`` in seconds. Pure."""
     kind = kind_for_status(response.status)
     assert kind is not None  # only 200 has no kind
-    code, msg = error_fields(response.body)
     retry_after = (
         parse_retry_after(response.retry_after, now) if kind is ErrorKind.THROTTLED else None
     )
-    return Failure(kind, response.status, code, msg, retry_after)
+    return Failure(kind, response.status, response.error_code, response.error_msg, retry_after)
 
 
 @dataclass(frozen=True, slots=True)

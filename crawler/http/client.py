@@ -1,79 +1,34 @@
-"""The one seam for network I/O: an SWR API client over aiohttp.
+"""The SWR API client: GET requests to one endpoint, through the transport.
 
 The worker pool calls :meth:`SwrClient.fetch_tag` and gets a
-:class:`Response` or a :class:`TransportError`; it never sees aiohttp. The
-client does not know Parquet, retries or rate limits: one call = at most one
+:class:`~crawler.http.response.Response` or a
+:class:`~crawler.errors.TransportError`; it never sees aiohttp. The client
+does not know Parquet, retries or rate limits: one call = at most one
 request, except that a 401 answered by a credential that can be renewed (IAM
 login) is sent once more with the new credential, and ``Response.requests``
-says so.
+says so. For a non-200 the client reads the Huawei error code and message,
+bounded and scrubbed of every secret the run knows, so nothing a server
+echoes reaches a log line or a Parquet value.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-import aiohttp
-from yarl import URL
-
-from crawler import __version__
-from crawler.errors import ErrorKind
+from crawler.errors import TransportError
 from crawler.http.credentials import Auth
-
-USER_AGENT = f"swr-crawler/{__version__}"
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What came back for one logical request."""
-
-    status: int
-    body: bytes
-    retry_after: str | None
-    request_id: str | None
-    requests: int = 1
-    """HTTP requests actually sent (2 when a renewed credential was retried)."""
-
-
-class TransportError(Exception):
-    """No HTTP answer: ``kind`` is ``timeout`` or ``network``.
-
-    ``requests`` is the HTTP requests actually sent: 0 when the credential
-    could not be obtained (IAM unreachable) and nothing went to SWR.
-    """
-
-    def __init__(self, kind: ErrorKind, message: str, requests: int = 1) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.requests = requests
+from crawler.http.endpoint import Endpoint
+from crawler.http.response import ERROR_TEXT_LIMIT, Answer, Response, error_fields
+from crawler.http.transport import Transport
 
 
 class SwrClient:
-    """GET requests to one SWR endpoint with one connection pool."""
+    """GET requests to one SWR endpoint over the run's transport."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        auth: Auth,
-        *,
-        timeout: float,
-        max_connections: int,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        self._endpoint = endpoint.rstrip("/")
-        url = URL(self._endpoint)
-        # The Host header as aiohttp sends it: default ports are left out.
-        self._host = url.raw_authority if not url.is_default_port() else str(url.raw_host)
+    def __init__(self, endpoint: Endpoint, auth: Auth, transport: Transport) -> None:
+        self._endpoint = endpoint
         self._auth = auth
-        self._owns_session = session is None
-        self._session = session or new_session(timeout=timeout, max_connections=max_connections)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The underlying session (the IAM login shares its connection pool)."""
-        return self._session
+        self._transport = transport
 
     async def fetch_tag(self, request_path: str) -> Response:
         """GET one tag-details path (``Target.request_path``)."""
@@ -81,78 +36,54 @@ class SwrClient:
 
     async def get(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Response:
         """GET ``path``; on a 401 let the credential renew itself once."""
-        first = await self._send(path, query)
-        if first[0].status != 401:
-            return first[0]
-        if not await self._auth.refresh(first[1]):
-            return first[0]
+        first, headers = await self._send(path, query)
+        if first.status != 401 or not await self._auth.refresh(headers):
+            return self._response(first, 1)
         second, _ = await self._send(path, query, sent_before=1)
-        return Response(
-            second.status, second.body, second.retry_after, second.request_id, requests=2
-        )
+        return self._response(second, 2)
 
     async def _send(
         self, path: str, query: Sequence[tuple[str, str]], sent_before: int = 0
-    ) -> tuple[Response, Mapping[str, str]]:
-        url = URL(self._endpoint + path, encoded=True)
-        if query:
-            url = url.with_query(list(query))
+    ) -> tuple[Answer, Mapping[str, str]]:
         try:
             # As returned: a static token's constant mapping is not copied per request.
-            headers = await self._auth.headers("GET", self._host, path, query, b"")
-        except aiohttp.ClientError as exc:
-            # An IAM login that cannot reach IAM (IamUnavailable) is a transient
-            # network failure, but no SWR request went out: it is not counted.
-            # One that IAM refuses raises AuthenticationFailed through to the
-            # pool, which stops the run.
-            raise TransportError(ErrorKind.NETWORK, str(exc)[:300], sent_before) from None
+            headers = await self._auth.headers("GET", self._endpoint.host, path, query, b"")
+        except TransportError as exc:
+            # An IAM login that cannot reach IAM (IamUnavailable): no SWR
+            # request went out this time. One that IAM refuses raises
+            # AuthenticationFailed through to the pool, which stops the run.
+            raise TransportError(exc.kind, exc.message, sent_before) from None
         try:
-            async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
-                body = await resp.read()
-                return (
-                    Response(
-                        resp.status,
-                        body,
-                        resp.headers.get("Retry-After"),
-                        resp.headers.get("X-Request-Id"),
-                    ),
-                    headers,
+            answer = await self._transport.request(
+                "GET", self._endpoint.url + path, headers=headers, query=query
+            )
+        except TransportError as exc:
+            raise TransportError(exc.kind, exc.message, sent_before + 1) from None
+        return answer, headers
+
+    def _response(self, answer: Answer, requests: int) -> Response:
+        status = answer.status
+        code = message = None
+        if status != 200:
+            scrub = self._transport.scrubber
+            code, message = error_fields(answer.body, scrub)
+            if 300 <= status < 400:
+                location = answer.header("location")
+                where = f" to {scrub(location, ERROR_TEXT_LIMIT)}" if location else ""
+                message = f"HTTP {status}: a redirect{where}, never followed (check --endpoint)"
+            elif status < 300:
+                message = f"HTTP {status} instead of 200: no tag details" + (
+                    f" ({message})" if message else ""
                 )
-        except (TimeoutError, asyncio.TimeoutError) as exc:  # noqa: UP041 - aiohttp raises either
-            raise TransportError(
-                ErrorKind.TIMEOUT,
-                f"no answer within the timeout ({type(exc).__name__})",
-                sent_before + 1,
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(ErrorKind.NETWORK, _describe(exc), sent_before + 1) from None
+        return Response(
+            status,
+            answer.body,
+            answer.header("retry-after"),
+            answer.header("x-request-id"),
+            requests=requests,
+            error_code=code,
+            error_msg=message,
+        )
 
     async def aclose(self) -> None:
-        """Close the connection pool if this client made it."""
-        if self._owns_session:
-            await self._session.close()
-
-
-def new_session(*, timeout: float, max_connections: int) -> aiohttp.ClientSession:
-    """A session tuned for many small GETs to one host."""
-    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
-        skip_auto_headers=("User-Agent",),
-        raise_for_status=False,
-    )
-    # aiohttp silently resends an idempotent request once when a reused
-    # keep-alive connection turns out to be closed. That request would not be
-    # counted in `attempts` and would bypass the rate limiter, so it is off:
-    # our own retry policy (with backoff, counted) handles the failure instead.
-    # The attribute is in ClientSession.__slots__, so a rename fails loudly.
-    session._retry_connection = False
-    return session
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line description of a connection failure (no URL credentials, no stack)."""
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
+        """Nothing of its own to release: the transport and the credential belong to the run."""

@@ -29,44 +29,41 @@ counts as set when any of its variables is non-empty, so a half-set method
 (``CLOUD_SDK_AK`` without ``CLOUD_SDK_SK``) is a :class:`ConfigError` rather
 than a silent fall-through to the next one.
 
-Secrets live in :class:`Secret` (its repr is ``Secret('***')``) and in the
-prebuilt header mappings that go on the wire; no repr, exception message or
-log event carries them.
+Secrets live in :class:`~crawler.http.secrets.Secret` (its repr is
+``Secret('***')``) and in the prebuilt header mappings that go on the wire; no
+repr, exception message or log event carries them. :func:`auth_from_env`
+hands every secret it reads (the unchosen methods' too) to the run's
+:class:`~crawler.http.secrets.Scrubber`, which keeps them out of anything a
+server sends back.
 
-The IAM password login is a small HTTP client of its own: :mod:`crawler.http.iam`
-(its ``headers()`` may raise ``IamLoginFailed``, an ``AuthenticationFailed``,
-or ``IamUnavailable``, an ``aiohttp.ClientError``; see there).
+The IAM password login lives in :mod:`crawler.http.iam` (its ``headers()``
+may raise ``IamLoginFailed`` or ``IamUnavailable``, see :mod:`crawler.errors`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from types import MappingProxyType
-from typing import Any, Final, Protocol, final
+from datetime import datetime
+from typing import Final, Protocol, final
 
-import aiohttp
 import structlog
-from yarl import URL
 
-from crawler import __version__
+from crawler import USER_AGENT
 from crawler.errors import ConfigError
 from crawler.http import signer
+from crawler.http.endpoint import is_loopback, parse_endpoint
+from crawler.http.iam import DEFAULT_IAM_ENDPOINT, IamPasswordLogin
+from crawler.http.secrets import CONTENT_TYPE, Secret, token_headers, utc_now
+from crawler.http.transport import Transport
 
 __all__ = [
     "CREDENTIAL_VARIABLES",
-    "USER_AGENT",
     "AkSkSigner",
     "Auth",
-    "Secret",
     "StaticToken",
     "auth_from_env",
     "refused_hint",
 ]
-
-USER_AGENT: Final = f"swr-crawler/{__version__}"
-CONTENT_TYPE: Final = "application/json"
-TOKEN_HEADER: Final = "X-Auth-Token"  # noqa: S105 - a name, not a secret
 
 ENV_TOKEN: Final = "SWR_AUTH_TOKEN"  # noqa: S105 - a name, not a secret
 ENV_AK: Final = "CLOUD_SDK_AK"
@@ -94,37 +91,10 @@ CREDENTIAL_VARIABLES: Final = (
     ENV_IAM_TOKEN_CACHE,
 )
 
+#: The variables that hold a secret (the access key ID and names are not secrets).
+_SECRET_NAMES: Final = (ENV_TOKEN, ENV_SK, ENV_SECURITY_TOKEN, ENV_IAM_PASSWORD)
+
 _log = structlog.get_logger("crawler.http.credentials")
-
-
-def utc_now() -> datetime:
-    """The default clock: aware UTC now."""
-    return datetime.now(UTC)
-
-
-@final
-class Secret:
-    """A string that never shows itself in repr(), str() or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself: only for the bytes that go on the wire."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __reduce__(self) -> Any:  # a pickled Secret would carry the value in clear
-        raise TypeError("a Secret cannot be pickled")
 
 
 class Auth(Protocol):
@@ -181,9 +151,7 @@ class StaticToken:
 
     def __init__(self, token: str, *, user_agent: str = USER_AGENT) -> None:
         self._token = Secret(token)
-        self._headers: Mapping[str, str] = MappingProxyType(
-            {"Content-Type": CONTENT_TYPE, "User-Agent": user_agent, TOKEN_HEADER: token}
-        )
+        self._headers = token_headers(token, user_agent)
 
     async def headers(
         self, method: str, host: str, path: str, query: Sequence[tuple[str, str]], body: bytes
@@ -267,14 +235,6 @@ class AkSkSigner:
         )
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)
-
-
 def _env(environ: Mapping[str, str], name: str, *, strip: bool = True) -> str | None:
     value = environ.get(name)
     if value is None or not value.strip():
@@ -286,42 +246,41 @@ def _missing(names: Sequence[str], environ: Mapping[str, str]) -> list[str]:
     return [name for name in names if _env(environ, name) is None]
 
 
-def _iam_endpoint(value: str | None, default: str) -> str:
+def _iam_endpoint(value: str | None) -> str:
     """``SWR_IAM_ENDPOINT`` checked up front: a malformed one would fail every login
     as if IAM were down (retried, exit 1) instead of being a configuration error."""
     if value is None:
-        return default
-    try:
-        url = URL(value)
-    except ValueError:
-        url = None
-    if url is not None and (url.user is not None or url.password is not None):
-        # The value is not echoed: it holds a credential, and messages are logged.
-        raise ConfigError(
-            f"{ENV_IAM_ENDPOINT} must not contain a user name or password "
-            f"(they come from {ENV_IAM_USER} and {ENV_IAM_PASSWORD})"
+        return DEFAULT_IAM_ENDPOINT
+    endpoint = parse_endpoint(value, setting=ENV_IAM_ENDPOINT, example=DEFAULT_IAM_ENDPOINT)
+    if endpoint.url.startswith("http://") and not is_loopback(endpoint.hostname):
+        # The password goes to this address: in clear text, anyone on the path reads it.
+        _log.warning(
+            "auth.iam_plain_http",
+            endpoint=endpoint.url,
+            hint="the IAM password login is sent unencrypted; use https://",
         )
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            f"{ENV_IAM_ENDPOINT} {value!r}: expected an http:// or https:// URL, e.g. {default}"
-        )
-    return value
+    return endpoint.url
 
 
 def auth_from_env(
     environ: Mapping[str, str],
     *,
     region: str | None,
-    session: aiohttp.ClientSession | None = None,
+    transport: Transport | None = None,
     now: Callable[[], datetime] = utc_now,
     user_agent: str = USER_AGENT,
 ) -> Auth:
     """The credential the environment describes, by the order in the module docstring.
 
-    ``session`` is used for the IAM login (without one, the IAM login makes and
-    closes its own). Raises :class:`ConfigError` (one line, no secret) when no
-    method is set or the chosen one is half-set.
+    ``transport`` carries the IAM login (without one, the IAM login makes and
+    closes its own), and its scrubber learns every secret found here. Raises
+    :class:`ConfigError` (one line, no secret) when no method is set or the
+    chosen one is half-set.
     """
+    if transport is not None:
+        for name in _SECRET_NAMES:
+            transport.scrubber.add(environ.get(name, "").strip())
+            transport.scrubber.add(environ.get(name))
     token_set = _env(environ, ENV_TOKEN) is not None
     aksk_names = (ENV_AK, ENV_SK)
     aksk_set = any(_env(environ, n) is not None for n in (*aksk_names, ENV_SECURITY_TOKEN))
@@ -343,9 +302,6 @@ def auth_from_env(
             user_agent=user_agent,
         )
     elif iam_set:
-        # Imported here: crawler.http.iam builds on this module's Secret and headers.
-        from crawler.http.iam import DEFAULT_IAM_ENDPOINT, IamPasswordLogin
-
         missing = _missing(iam_names, environ)
         project = _env(environ, ENV_IAM_PROJECT) or region
         if project is None:
@@ -357,8 +313,8 @@ def auth_from_env(
             password=_env(environ, ENV_IAM_PASSWORD, strip=False) or "",
             domain=_env(environ, ENV_IAM_DOMAIN) or "",
             project=project or "",
-            endpoint=_iam_endpoint(_env(environ, ENV_IAM_ENDPOINT), DEFAULT_IAM_ENDPOINT),
-            session=session,
+            endpoint=_iam_endpoint(_env(environ, ENV_IAM_ENDPOINT)),
+            transport=transport,
             cache_path=_env(environ, ENV_IAM_TOKEN_CACHE),
             now=now,
             user_agent=user_agent,

@@ -1,18 +1,16 @@
 """IAM password login: a token from ``POST /v3/auth/tokens``, cached and renewed.
 
 One of the credential methods of :mod:`crawler.http.credentials` (``method = "iam"``),
-kept apart because it is a small HTTP client of its own: the login request,
-the token's lifetime by the local clock, renewal before expiry and once per
-401 shared by every worker (single flight), and an optional 0600 cache file
-that later cron runs reuse.
+kept apart because it has state of its own: the token's lifetime by the
+local clock, renewal before expiry and once per 401 shared by every worker
+(single flight), and an optional 0600 cache file that later cron runs reuse.
+The login request goes through the run's :class:`~crawler.http.transport.Transport`
+like every other (same timeout, body cap, proxy and TLS rules), and its
+error body is read by the same :func:`~crawler.http.response.error_fields`.
 
-Exceptions::
-
-    AuthenticationFailed (crawler.errors)  the credential is wrong: stop the run
-    └── IamLoginFailed                     IAM answered 4xx to the password login
-    aiohttp.ClientError
-    └── IamUnavailable                     IAM unreachable, timed out or 5xx/429:
-                                           transient, retry the request later
+Raises ``IamLoginFailed`` (IAM refused: stop the run) and ``IamUnavailable``
+(no usable answer: retry later), both in :mod:`crawler.errors`. Every token
+IAM issues is handed to the transport's scrubber before it is used.
 """
 
 from __future__ import annotations
@@ -25,52 +23,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import MappingProxyType
 from typing import Final, final
 
-import aiohttp
 import anyio
 import anyio.to_thread
 import structlog
 
-from crawler.errors import AuthenticationFailed
-from crawler.http.credentials import (
-    CONTENT_TYPE,
-    TOKEN_HEADER,
-    USER_AGENT,
-    Secret,
-    _header,
-    utc_now,
-)
+from crawler import USER_AGENT
+from crawler.errors import ErrorKind, IamLoginFailed, IamUnavailable, TransportError
+from crawler.http.response import error_fields
+from crawler.http.secrets import TOKEN_HEADER, Secret, token_headers, utc_now
+from crawler.http.transport import Transport
 
-__all__ = ["DEFAULT_IAM_ENDPOINT", "IamLoginFailed", "IamPasswordLogin", "IamUnavailable"]
+__all__ = ["DEFAULT_IAM_ENDPOINT", "IamPasswordLogin"]
 
 DEFAULT_IAM_ENDPOINT: Final = "https://iam.myhuaweicloud.com"
+#: The timeout of a login whose transport this object makes itself.
+DEFAULT_TIMEOUT: Final = 30.0
 
 _log = structlog.get_logger("crawler.http.credentials")
-
-
-class IamLoginFailed(AuthenticationFailed):
-    """IAM refused the password login (4xx): user, password, account or project is wrong."""
-
-    def __init__(self, message: str, *, status: int | None, error_code: str | None) -> None:
-        super().__init__(message)
-        self.method = "iam"
-        self.status = status
-        self.error_code = error_code
-
-
-class IamUnavailable(aiohttp.ClientError):
-    """The IAM login got no usable answer (network, timeout, 429, 5xx): worth a later retry.
-
-    A subclass of ``aiohttp.ClientError`` so that a client treating connection
-    failures as transient treats this one the same way.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.method = "iam"
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -95,27 +66,6 @@ def _parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _iam_error(body: bytes) -> tuple[str | None, str | None]:
-    """(code, message) of an IAM error body: ``error_code``/``error_msg``, or keystone ``error``."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    # Huawei's own code (IAM.0004) says more than keystone's, which repeats the status.
-    code = data.get("error_code") or data.get("errorCode")
-    message = data.get("error_msg") or data.get("errorMsg") or data.get("errorMessage")
-    inner = data.get("error")
-    if isinstance(inner, dict):
-        code = code or inner.get("code")
-        message = message or inner.get("message") or inner.get("title")
-    return (
-        None if code is None else str(code),
-        None if message is None else " ".join(str(message).split())[:200],
-    )
 
 
 @final
@@ -146,11 +96,10 @@ class IamPasswordLogin:
         domain: str,
         project: str,
         endpoint: str = DEFAULT_IAM_ENDPOINT,
-        session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
         cache_path: str | os.PathLike[str] | None = None,
         now: Callable[[], datetime] = utc_now,
         refresh_margin: timedelta | None = None,
-        timeout: float = 30.0,
         user_agent: str = USER_AGENT,
     ) -> None:
         self._user = user
@@ -158,12 +107,11 @@ class IamPasswordLogin:
         self._domain = domain
         self._project = project
         self._endpoint = endpoint.rstrip("/")
-        self._session = session
-        self._owns_session = session is None
+        self._transport = transport
+        self._owns_transport = transport is None
         self._cache_path = Path(cache_path) if cache_path is not None else None
         self._now = now
         self._refresh_margin = refresh_margin
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._user_agent = user_agent
 
         self._lock = anyio.Lock()
@@ -203,7 +151,7 @@ class IamPasswordLogin:
 
     async def refresh(self, stale: Mapping[str, str]) -> bool:
         """Replace the token that got a 401, once for all callers that hold it."""
-        stale_token = _header(stale, TOKEN_HEADER)
+        stale_token = stale.get(TOKEN_HEADER)
         seen = self._attempts
         async with self._lock:
             if self._refused is not None:
@@ -224,10 +172,10 @@ class IamPasswordLogin:
             return True
 
     async def aclose(self) -> None:
-        """Close the HTTP session if this object made it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the transport if this object made it."""
+        if self._owns_transport and self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
     # -- internals ---------------------------------------------------------
 
@@ -257,7 +205,7 @@ class IamPasswordLogin:
         # A fresh instance per raise: sharing one would pile up tracebacks.
         if isinstance(error, IamLoginFailed):
             return IamLoginFailed(str(error), status=error.status, error_code=error.error_code)
-        return IamUnavailable(str(error), status=error.status)
+        return IamUnavailable(str(error), status=error.status, kind=error.kind)
 
     async def _login(self, *, reason: str, fallback: _Token | None) -> _Token:
         """POST /v3/auth/tokens under the lock; ``fallback`` outlives a transient failure."""
@@ -314,9 +262,15 @@ class IamPasswordLogin:
         )
 
     def _scrub(self, text: str) -> str:
-        # IAM never echoes the password, but this message is ours to keep clean.
-        secret = self._password.reveal()
-        return text.replace(secret, "***") if secret else text
+        """``text`` without the password or a token (IAM's answer is server text)."""
+        return self._login_transport().scrubber(text, 1000)
+
+    def _login_transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = Transport(timeout=DEFAULT_TIMEOUT, max_connections=1)
+        transport = self._transport
+        transport.scrubber.add(self._password)
+        return transport
 
     async def _post_login(self) -> _Token:
         body = json.dumps(
@@ -336,29 +290,28 @@ class IamPasswordLogin:
                 }
             }
         ).encode()
-        url = f"{self._endpoint}/v3/auth/tokens"
         headers = {
             "Content-Type": "application/json;charset=UTF-8",
             "User-Agent": self._user_agent,
         }
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+        transport = self._login_transport()
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                subject = resp.headers.get("X-Subject-Token")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            detail = self._scrub(str(exc).strip() or type(exc).__name__)
+            answer = await transport.request(
+                "POST", f"{self._endpoint}/v3/auth/tokens", headers=headers, body=body
+            )
+        except TransportError as exc:
             raise IamUnavailable(
-                f"IAM password login failed: {type(exc).__name__}: {detail} ({self._describe()})"
+                self._scrub(f"IAM password login failed: {exc.message} ({self._describe()})"),
+                kind=ErrorKind.TLS if exc.kind is ErrorKind.TLS else ErrorKind.NETWORK,
             ) from None
         received = self._now()
+        status = answer.status
+        subject = answer.header("x-subject-token")
+        if subject:
+            transport.scrubber.add(subject)
         if status in (200, 201) and subject:
-            return self._token_from(subject, raw, received)
-        code, message = _iam_error(raw)
+            return self._token_from(subject, answer.body, received)
+        code, message = error_fields(answer.body, transport.scrubber)
         shown = code if code and code != str(status) else None
         why = (
             f"HTTP {status}" + (f" {shown}" if shown else "") + (f": {message}" if message else "")
@@ -394,9 +347,9 @@ class IamPasswordLogin:
         margin = self._refresh_margin
         if margin is None:
             margin = min(timedelta(minutes=5), lifetime / 10)
-        headers = MappingProxyType(
-            {"Content-Type": CONTENT_TYPE, "User-Agent": self._user_agent, TOKEN_HEADER: value}
-        )
+        # Known to the scrubber before any request carries it (a cached token too).
+        self._login_transport().scrubber.add(value)
+        headers = token_headers(value, self._user_agent)
         return _Token(Secret(value), issued_at, expires_at, expires_at - margin, headers)
 
     # -- the token file ----------------------------------------------------

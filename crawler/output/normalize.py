@@ -38,7 +38,6 @@ __all__ = [
     "DecodeError",
     "ManifestFacts",
     "decode_object",
-    "error_fields",
     "manifest_facts",
     "parse_timestamp",
     "tag_row",
@@ -80,9 +79,6 @@ API_FIELDS: Final = frozenset(
         "tag_type",
     }
 )
-
-#: How much of a non-JSON error body is kept for the operator.
-ERROR_TEXT_LIMIT: Final = 200
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: Epoch numbers above this are milliseconds (1e11 s is the year 5138).
@@ -463,80 +459,3 @@ def _extra(data: dict[str, object]) -> str | None:
     if not unknown:
         return None
     return orjson.dumps({key: value for key, value in data.items() if key in unknown}).decode()
-
-
-# --- error bodies ----------------------------------------------------------------
-
-_CODE_KEYS: Final = ("error_code", "errorCode")
-_MESSAGE_KEYS: Final = ("error_msg", "errorMsg", "errorMessage")
-_ITEM_CODE_KEYS: Final = ("errorCode", "error_code", "code")
-_ITEM_MESSAGE_KEYS: Final = ("errorMessage", "errorMsg", "error_msg", "message", "detail")
-
-
-def error_fields(body: bytes | bytearray | memoryview | str) -> tuple[str | None, str | None]:
-    """``(error_code, error_msg)`` from a Huawei error body, whichever form it takes.
-
-    Forms: ``error_code``/``error_msg`` (new style and the API gateway),
-    ``errorCode``/``errorMsg`` or ``errorMessage``, an ``errors`` list of
-    ``{errorCode, errorMessage, detail}``, and IAM's ``{"error": {code, message}}``.
-    Top-level fields win, then the first list entry that has any. A body that
-    is not JSON, or JSON in none of these forms, gives ``(None, text)`` with
-    the first 200 characters of the text, so the operator still sees what the
-    gateway said; an empty body gives ``(None, None)``. Never raises.
-    """
-    if not body:
-        return None, None
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, _body_text(body)
-
-    code: str | None = None
-    message: str | None = None
-    if type(document) is dict:
-        code = _first_text(document, _CODE_KEYS)
-        message = _first_text(document, _MESSAGE_KEYS)
-        items = document.get("errors")
-        nested = document.get("error")
-        if type(nested) is dict:
-            items = [nested, *(items if type(items) is list else ())]
-    elif type(document) is list:
-        items = document
-    elif type(document) is str:
-        return None, (document.strip()[:ERROR_TEXT_LIMIT] or None)
-    else:
-        items = None
-
-    if (code is None or message is None) and type(items) is list:
-        for item in items:
-            if type(item) is not dict:
-                continue
-            item_code = _first_text(item, _ITEM_CODE_KEYS)
-            item_message = _first_text(item, _ITEM_MESSAGE_KEYS)
-            if item_code is None and item_message is None:
-                continue
-            code = code or item_code
-            message = message or item_message
-            break
-
-    if code is None and message is None:
-        return None, _body_text(body)
-    return code, message
-
-
-def _first_text(mapping: dict[str, object], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        text = _to_str(mapping.get(key))
-        if text:
-            return text
-    return None
-
-
-def _body_text(body: bytes | bytearray | memoryview | str) -> str | None:
-    if isinstance(body, str):
-        text = body.strip()
-    else:
-        # 4 bytes per character at most: enough for 200 characters, never the whole page.
-        head = bytes(body).lstrip()[: ERROR_TEXT_LIMIT * 4]
-        text = head.decode("utf-8", errors="replace").strip()
-    return text[:ERROR_TEXT_LIMIT] or None

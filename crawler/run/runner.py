@@ -33,8 +33,10 @@ from crawler.crawl.limits import RateLimiter
 from crawler.crawl.pool import Crawler
 from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
-from crawler.http.client import SwrClient, new_session
+from crawler.http.client import SwrClient
 from crawler.http.credentials import Auth, auth_from_env
+from crawler.http.endpoint import parse_endpoint
+from crawler.http.transport import Transport
 from crawler.output.checkpoint import (
     DATASETS,
     Checkpoint,
@@ -151,10 +153,14 @@ async def _open_run(
         stack.callback(reader.close)
         items = reader
     out_dir = Path(config.out)
-    session = new_session(timeout=config.timeout, max_connections=config.concurrency)
-    stack.push_async_callback(_shielded, session.close)
+    transport = Transport(
+        timeout=config.timeout,
+        max_connections=config.concurrency,
+        max_body_bytes=config.max_body_bytes,
+    )
+    stack.push_async_callback(_shielded, transport.aclose)
     auth = auth_from_env(
-        os.environ if environ is None else environ, region=config.region, session=session
+        os.environ if environ is None else environ, region=config.region, transport=transport
     )
     stack.push_async_callback(_shielded, auth.aclose)
     lock = OutputLock(out_dir / lock_file_name(config.shard))
@@ -166,9 +172,7 @@ async def _open_run(
     stack.callback(lock.release)
     checkpoint, fingerprint = await _open_output(config, out_dir, targets_path)
     endpoint = effective_endpoint(config)
-    client = SwrClient(
-        endpoint, auth, timeout=config.timeout, max_connections=config.concurrency, session=session
-    )
+    client = SwrClient(parse_endpoint(endpoint), auth, transport)
     run_id = new_run_id()
     stats = RunStats()
     writer = OutputWriter(

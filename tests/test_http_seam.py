@@ -1,0 +1,74 @@
+"""The HTTP seam holds: one module imports aiohttp, the http package has no import cycle,
+and the pool and the IAM login share the one transport."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import crawler
+
+PACKAGE = Path(crawler.__file__).parent
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): imports_of(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_only_the_transport_imports_aiohttp() -> None:
+    """Outside the sandbox (a server), crawler.http.transport is the one aiohttp importer."""
+    importers = {
+        name
+        for name, imported in MODULES.items()
+        if any(i == "aiohttp" or i.startswith(("aiohttp.", "yarl")) for i in imported)
+        and not name.startswith("crawler.sandbox")
+    }
+    assert importers == {"crawler.http.transport"}
+
+
+def test_importing_the_pool_does_not_import_aiohttp() -> None:
+    """No crawler module the pool imports, directly or not, imports aiohttp."""
+    seen: set[str] = set()
+    todo = ["crawler.crawl.pool"]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in MODULES:
+            continue
+        seen.add(name)
+        todo += [i for i in MODULES[name] if i.startswith("crawler")]
+    assert "crawler.crawl.pool" in seen
+    assert sorted(name for name in seen if "aiohttp" in MODULES[name]) == []
+
+
+def test_the_http_package_has_no_import_cycle() -> None:
+    """crawler.http's modules import each other in one direction only (lazy imports included)."""
+    http = {
+        name: {i for i in imported if i in MODULES and i.startswith("crawler.http.")}
+        for name, imported in MODULES.items()
+        if name.startswith("crawler.http.")
+    }
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in http.get(start, set()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    cycles = sorted(name for name in http if reaches(name, name, {name}))
+    assert cycles == []
