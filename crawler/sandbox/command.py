@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 
 import click
 
+from crawler.sandbox.auth import VERIFIER
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import DEFAULT_TOKEN, SandboxConfig, running_sandbox
@@ -71,6 +73,13 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     async with running_sandbox(config, host, port) as sandbox:
         # A parent process waits for this line: flush it now, not at exit.
         print(f"sandbox listening on {sandbox.url}", flush=True)
+        if config.credentials and VERIFIER != "huaweicloudsdkcore":
+            print(
+                "sandbox: huaweicloudsdkcore is not installed: AK/SK signatures are checked"
+                " with the crawler's own signer, so a signer bug would go unnoticed",
+                file=sys.stderr,
+                flush=True,
+            )
         await stop.wait()
 
 
