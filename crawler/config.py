@@ -83,6 +83,8 @@ def setting(
 #: The ``--targets-format`` values: ``auto`` picks one of the others by extension.
 TARGETS_FORMATS: Final = ("auto", "text", "csv", "jsonl")
 LOG_FORMATS: Final = ("auto", "json", "console")
+#: The ``--mode`` values of ``crawl --discover`` (see :mod:`crawler.crawl.discover`).
+DISCOVER_MODES: Final = ("list", "detail")
 _SECONDS: Final = Limits(0, 3600)
 
 
@@ -99,6 +101,12 @@ class CrawlConfig:
     discover: bool = setting(False, "Take the targets from the registry's list APIs.")
     namespaces: tuple[str, ...] = setting(
         (), "With --discover: only this namespace (repeatable).", flag="--namespace"
+    )
+    mode: str = setting(
+        "list",
+        "With --discover: list = rows from the tag list pages (1 request per 1,000 tags); "
+        "detail = one ShowRepoTag request per tag.",
+        choices=DISCOVER_MODES,
     )
     out: str = setting("", "Output directory (one run = one directory).")
     targets_format: str = setting(

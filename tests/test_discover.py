@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from crawler.config import build_config
 from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
-from crawler.crawl.discover import Discoverer, DiscoverySource, MarkerPager
-from crawler.crawl.intake import Intake
+from crawler.crawl.discover import Discoverer, DiscoverySource
+from crawler.crawl.intake import Intake, Item, Listed
 from crawler.crawl.limits import RateLimiter
+from crawler.crawl.lister import MarkerPager
 from crawler.crawl.pool import Crawler
 from crawler.crawl.retry import RetryPolicy
 from crawler.errors import AuthenticationFailed, ConfigError
@@ -60,31 +61,37 @@ def test_marker_pager_sends_markers_back_and_ends_on_a_repeat(markers: list[obje
 
 
 async def discover(
-    config: SandboxConfig, *, max_attempts: int = 5, backoff: float = 0.0
-) -> tuple[list[Target], Discoverer]:
+    config: SandboxConfig, *, max_attempts: int = 5, backoff: float = 0.0, mode: str = "detail"
+) -> tuple[list[Item], Discoverer, RunStats]:
     """Run discovery against a sandbox; return what it found, in order."""
     async with running_sandbox(config) as sb:
         transport = Transport(timeout=5, max_connections=4)
         client = SwrClient(parse_endpoint(sb.url), StaticToken(TOKEN), transport)
+        stats = RunStats()
         attempts = Attempts(
             limiter=RateLimiter(0),
             policy=RetryPolicy(max_attempts, backoff, backoff * 4),
             concurrency=4,
-            stats=RunStats(),
+            stats=stats,
             control=RunControl(),
             rng=random.Random(0),
         )
-        discoverer = Discoverer(client, attempts)
+        discoverer = Discoverer(client, attempts, mode=mode)
         # Unbounded (the catalogues here are small) so that run() needs no reader task:
         # whatever it raises reaches the caller as it is, not wrapped in a task group's.
-        send, receive = anyio.create_memory_object_stream[Target](math.inf)
+        send, receive = anyio.create_memory_object_stream[Item](math.inf)
         async with receive:
             try:
                 await discoverer.run(send)
             finally:
                 await transport.aclose()
             # run() closed the sending side: this reads what it found, to the end
-            return [target async for target in receive], discoverer
+            return [item async for item in receive], discoverer, stats
+
+
+def keys_found(items: list[Item]) -> list[str]:
+    """The target keys of what discovery found (to fetch, or listed with a row)."""
+    return [i.key for i in items if isinstance(i, Target | Listed)]
 
 
 @pytest.mark.anyio
@@ -93,10 +100,10 @@ async def test_discovers_every_catalogue_tag_exactly_once() -> None:
     config = SandboxConfig(
         seed=5, namespaces=3, repos_per_namespace=7, tags_per_repo=9, tokens=frozenset({TOKEN})
     )
-    found, discoverer = await discover(config)
+    found, discoverer, _ = await discover(config)
     catalogue = Catalogue(seed=5, namespaces=3, repos_per_namespace=7, tags_per_repo=9)
     expected = set(catalogue_keys(catalogue))
-    keys = [t.key for t in found]
+    keys = keys_found(found)
     assert len(keys) == len(set(keys))
     assert set(keys) == expected
     assert discoverer.stats.failures == 0
@@ -115,12 +122,13 @@ async def test_throttled_list_pages_are_retried() -> None:
         tokens=frozenset({TOKEN}),
         faults=faults,
     )
-    found, discoverer = await discover(config, max_attempts=20, backoff=0.05)
-    assert len({t.key for t in found}) == 24
+    found, discoverer, stats = await discover(config, max_attempts=20, backoff=0.05)
+    assert len(set(keys_found(found))) == 24
     assert discoverer.stats.failures == 0
-    assert (
-        discoverer.stats.requests > 1 + 2 + 6
-    )  # namespaces + repo pages + tag pages, plus retries
+    lists = stats.requests_by_api
+    # namespaces + repo pages + tag pages, plus retries
+    assert lists["namespaces"] + lists["repositories"] + lists["tag_pages"] > 1 + 2 + 6
+    assert stats.retries > 0
 
 
 @pytest.mark.anyio
@@ -242,7 +250,7 @@ async def test_list_requests_are_bounded_by_concurrency() -> None:
             control=control,
         )
         # Four tag listers and four crawl workers would send up to 8 at once unbounded.
-        discoverer = Discoverer(client, attempts, concurrency=4)
+        discoverer = Discoverer(client, attempts, mode="detail", concurrency=4)
         sink = ListSink()
         crawler = Crawler(fetcher=client, sink=sink, attempts=attempts, concurrency=2, stats=stats)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
@@ -18,6 +19,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 from anyio.lowlevel import current_token
 
+from crawler.crawl.retry import Failure
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, SeenSet, Target, in_shard
 
@@ -25,10 +27,44 @@ INTAKE_BATCH = 2048
 INTAKE_THREAD = "swr-crawler-intake"
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A tag whose ``tags`` row a list page already gave (list mode): no request left."""
+
+    target: Target
+    row: dict[str, object]
+
+    @property
+    def key(self) -> str:
+        """The target's key."""
+        return self.target.key
+
+
+@dataclass(frozen=True, slots=True)
+class ListingError:
+    """A listing that failed for good: becomes an ``errors`` row with a null tag
+    (and a null repository when a namespace's repositories could not be listed)."""
+
+    namespace: str | None
+    repository: str | None
+    failure: Failure
+    attempts: int
+
+    @property
+    def key(self) -> str:
+        """``namespace/repository:`` (nulls as ""): the row's key on ``--resume``."""
+        return f"{self.namespace or ''}/{self.repository or ''}:"
+
+
+#: What the pool takes: a target to fetch, a row or an error to record as it is.
+Item = Target | InvalidTarget | Listed | ListingError
+Batch = list[Item]
+
+
 class Recorded(Protocol):
     """What ``--resume`` knows is already recorded (see :mod:`crawler.output.checkpoint`)."""
 
-    def holds(self, item: Target | InvalidTarget) -> bool: ...
+    def holds(self, item: Item) -> bool: ...
 
 
 class Intake:
@@ -39,7 +75,7 @@ class Intake:
 
     def __init__(
         self,
-        items: Iterable[Target | InvalidTarget],
+        items: Iterable[Item],
         stats: RunStats,
         *,
         shard: tuple[int, int] = (0, 1),
@@ -51,7 +87,7 @@ class Intake:
         self._recorded = recorded
         self._seen = SeenSet()
 
-    def admit(self, item: Target | InvalidTarget) -> bool:
+    def admit(self, item: Item) -> bool:
         """Whether ``item`` is this run's to crawl (counting why not)."""
         index, count = self._shard
         key = item.key
@@ -66,13 +102,13 @@ class Intake:
             return False
         return True
 
-    def _admitted(self) -> Iterator[Target | InvalidTarget]:
+    def _admitted(self) -> Iterator[Item]:
         admit = self.admit
         for item in self._items:
             if admit(item):
                 yield item
 
-    def batches(self, size: int = INTAKE_BATCH) -> Iterator[list[Target | InvalidTarget]]:
+    def batches(self, size: int = INTAKE_BATCH) -> Iterator[Batch]:
         """Lists of admitted items, ``size`` at most each."""
         admitted = self._admitted()
         while batch := list(islice(admitted, size)):
@@ -87,9 +123,6 @@ class Source(Protocol):
     """Where the pool's targets come from: a file (:class:`Intake`) or discovery."""
 
     def open(self) -> AbstractAsyncContextManager[AsyncIterable[Batch | BaseException]]: ...
-
-
-Batch = list[Target | InvalidTarget]
 
 
 @asynccontextmanager

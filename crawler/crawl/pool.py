@@ -3,6 +3,7 @@
 Structure (anyio, structured concurrency only)::
 
     source ──batches──▶ producer ──stream(bounded)──▶ workers × W ──▶ sink
+                           └─ rows and errors a listing already made ──▶ sink
                                                          │
                               Attempts: ≤ concurrency requests in flight,
                               rate limiter, retries (see crawler.crawl.attempt)
@@ -24,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from crawler.crawl.attempt import Attempts, Done, Failed
 from crawler.crawl.control import RunControl
-from crawler.crawl.intake import Source
+from crawler.crawl.intake import Listed, ListingError, Source
 from crawler.crawl.retry import Failure, classify
 from crawler.errors import DEFINITIVE_KINDS, FATAL_KINDS, ErrorKind
 from crawler.http.response import Response
@@ -93,14 +94,20 @@ class Crawler:
                     for item in batch:
                         if self._control.stopping():
                             return
+                        if isinstance(item, ListingError):
+                            self._record_listing_error(item)
+                            continue
                         self._stats.targets += 1
-                        if isinstance(item, InvalidTarget):
-                            self._record_invalid(item)
-                        else:
+                        if isinstance(item, Target):
                             try:  # no checkpoint per target while the stream has room
                                 send.send_nowait(item)
                             except anyio.WouldBlock:
                                 await send.send(item)
+                        elif isinstance(item, Listed):
+                            self._sink.add_tag(item.row)
+                            self._stats.ok += 1
+                        else:
+                            self._record_invalid(item)
 
     def _record_invalid(self, item: InvalidTarget) -> None:
         self._stats.errors[ErrorKind.INVALID_TARGET] += 1
@@ -118,6 +125,32 @@ class Crawler:
             }
         )
         log.info("crawl.target_invalid", source=item.source, reason=item.reason)
+
+    def _record_listing_error(self, item: ListingError) -> None:
+        failure = item.failure
+        self._stats.errors[failure.kind] += 1
+        self._sink.add_error(
+            {
+                "namespace": item.namespace,
+                "repository": item.repository,
+                "tag": None,
+                "error_kind": failure.kind.value,
+                "http_status": failure.http_status,
+                "error_code": failure.error_code,
+                "error_msg": failure.error_msg,
+                "attempts": item.attempts,
+                "failed_at": _now(),
+            }
+        )
+        log.warning(
+            "crawl.listing_failed",
+            namespace=item.namespace,
+            repository=item.repository,
+            error_kind=failure.kind.value,
+            http_status=failure.http_status,
+            error_code=failure.error_code,
+            attempts=item.attempts,
+        )
 
     async def _worker(self, receive: MemoryObjectReceiveStream[Target]) -> None:
         async with receive:

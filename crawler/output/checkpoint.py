@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -51,7 +51,7 @@ import structlog
 from crawler.errors import DEFINITIVE_KINDS, ConfigError, ErrorKind
 from crawler.output.schema import KEY_COLUMNS, META_SCHEMA_VERSION, SCHEMA_VERSION
 from crawler.output.sink import TMP_SUFFIX, fsync_dir, publish
-from crawler.targets import InvalidTarget, SeenSet, Target
+from crawler.targets import InvalidTarget, SeenSet
 
 log = structlog.get_logger("crawler")
 
@@ -121,15 +121,22 @@ class Recorded:
     def __len__(self) -> int:
         return len(self.keys) + sum(self.invalid.values())
 
-    def holds(self, item: Target | InvalidTarget) -> bool:
+    def holds(self, item: Keyed) -> bool:
         """True if ``item`` already has a row (consumes one invalid-row credit)."""
-        if isinstance(item, Target):
+        if not isinstance(item, InvalidTarget):
             return item.key in self.keys
         hashed = invalid_hash(item.namespace, item.repository, item.tag, item.reason)
         if self.invalid[hashed] > 0:
             self.invalid[hashed] -= 1
             return True
         return False
+
+
+class Keyed(Protocol):
+    """Anything recorded by its key: a target, a listing, an invalid line (by its hash)."""
+
+    @property
+    def key(self) -> str: ...
 
 
 def invalid_hash(
@@ -147,7 +154,9 @@ def _add_keys(seen: SeenSet, batch: pa.RecordBatch | pa.Table) -> None:
     hash is :func:`crawler.targets.target_hash`, inlined (the per-row cost here
     is the whole cost of reading a checkpoint).
     """
-    namespace, repository, tag = (batch.column(name) for name in KEY_COLUMNS)
+    # A listing's errors row has a null tag (and a namespace's, a null repository):
+    # its key is "namespace/repository:" with the nulls as "", never a tag's key.
+    namespace, repository, tag = (pc.fill_null(batch.column(name), "") for name in KEY_COLUMNS)
     keys = pc.binary_join_element_wise(
         pc.binary_join_element_wise(namespace, repository, "/"), tag, ":"
     )

@@ -41,6 +41,7 @@ __all__ = [
     "manifest_facts",
     "parse_timestamp",
     "tag_row",
+    "tag_row_of",
 ]
 
 INT32_MIN: Final = -(2**31)
@@ -404,7 +405,19 @@ def tag_row(
     Raises DecodeError if ``body`` is not a JSON object; TypeError if
     ``fetched_at`` is naive (a caller bug: "when" must say in which zone).
     """
-    data = decode_object(body)
+    return tag_row_of(namespace, repository, tag, decode_object(body), fetched_at, attempts)
+
+
+def tag_row_of(
+    namespace: str,
+    repository: str,
+    tag: str,
+    data: dict[str, object],
+    fetched_at: datetime,
+    attempts: int,
+) -> dict[str, object]:
+    """:func:`tag_row` of an answer already decoded: a ShowRepoTag object, or an
+    item of a tag list page, which has the same fields (list mode)."""
     get = data.get
 
     raw_manifest = get("manifest")

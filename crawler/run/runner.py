@@ -201,7 +201,9 @@ async def _open_run(
     intake = Intake(items or (), stats, shard=config.shard, recorded=recorded)
     discovery = None
     if config.discover:
-        discoverer = Discoverer(client, attempts, concurrency=min(4, config.concurrency))
+        discoverer = Discoverer(
+            client, attempts, mode=config.mode, concurrency=min(4, config.concurrency)
+        )
         discovery = DiscoverySource(discoverer, intake, control, config.namespaces)
     return _Run(
         config=config,
@@ -411,8 +413,8 @@ class _Run:
             self.stats.discovery = self.discovery.discoverer.stats.as_dict()
             failures = self.discovery.discoverer.stats.failures
             if failures:
-                # Some listings could not be read: targets may be missing, so the
-                # run is not complete; --resume discovers again.
+                # Some listings could not be read: tags may be missing, so the run
+                # is not complete; --resume lists them again.
                 control.stop(f"discovery incomplete ({failures} listings failed)")
         unfinished = self.stats.targets - self.stats.done
         if unfinished:  # a stop explains it; without one this is a bug, never "complete"

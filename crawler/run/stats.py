@@ -31,7 +31,7 @@ class RunStats:
     throttled: int = 0
     """HTTP 429 answers."""
     in_flight: int = 0
-    discovery: dict[str, int] | None = None
+    discovery: dict[str, Any] | None = None
     """What registry discovery did (--discover only)."""
 
     def count_requests(self, api: str, sent: int, code: str) -> None:

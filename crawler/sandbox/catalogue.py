@@ -177,6 +177,7 @@ class Catalogue:
         tag_counts: tuple[int, ...] = (),
         generation: int = 0,
         cache_size: int = 4096,
+        empty_namespaces: int = 0,
     ) -> None:
         if min(namespaces, repos_per_namespace, tags_per_repo) < 1:
             raise ValueError("a catalogue needs at least one namespace, repository and tag")
@@ -184,6 +185,8 @@ class Catalogue:
             raise ValueError("tag counts are >= 0, and at least one is > 0")
         if generation < 0:
             raise ValueError("a catalogue's generation is >= 0")
+        if empty_namespaces < 0:
+            raise ValueError("a catalogue's empty namespaces are >= 0")
         self.seed = seed
         self.generation = generation
         self._base = _mix(seed & _M64)
@@ -194,7 +197,10 @@ class Catalogue:
         self.tags_per_repo = max(self._tag_counts)
         self.domain_id = f"{self._hash('domain'):016x}{self._hash('domain', 1):016x}"
         self.domain_name = f"sandbox-{seed}"
-        self._namespace_names = [self._namespace_name(i) for i in range(namespaces)]
+        #: The ``empty_namespaces`` come last and hold no repository.
+        self._namespace_names = [
+            self._namespace_name(i) for i in range(namespaces + empty_namespaces)
+        ]
         self._namespace_index = {name: i for i, name in enumerate(self._namespace_names)}
         self._entry = lru_cache(maxsize=cache_size)(self._build_entry)
 
@@ -286,6 +292,8 @@ class Catalogue:
 
     def repository_index(self, i: int, repository: str) -> int | None:
         """The index of a repository (with ``/``) in namespace ``i``, or None."""
+        if i >= self.namespace_count:
+            return None  # an empty namespace
         match = _TRAILING_DIGITS.search(repository)
         if match is None:
             return None
@@ -351,7 +359,7 @@ class Catalogue:
     def repositories(self, namespace: str) -> list[str]:
         """The repositories (with ``/``) of a namespace, in order; empty if unknown."""
         i = self._namespace_index.get(namespace)
-        if i is None:
+        if i is None or i >= self.namespace_count:
             return []
         return [self._repository_name(i, r) for r in range(self.repos_per_namespace)]
 
@@ -382,7 +390,7 @@ class Catalogue:
 
     def targets(self) -> Iterator[tuple[str, str, str]]:
         """Every (namespace, repository, tag), namespace by namespace, in a stable order."""
-        for i, namespace in enumerate(self._namespace_names):
+        for i, namespace in enumerate(self._namespace_names[: self.namespace_count]):
             for r in range(self.repos_per_namespace):
                 repository = self._repository_name(i, r)
                 for j in range(self.tag_count(r)):

@@ -73,6 +73,11 @@ class SandboxConfig:
     tag_counts: tuple[int, ...] = ()
     #: How far the catalogue has aged: tags added, deleted, re-pushed (see ``Catalogue``).
     generation: int = 0
+    #: Namespaces without any repository, after the others.
+    empty_namespaces: int = 0
+    #: False: the v3 tag list answers 404 ``APIG.0101``, as in a region that has
+    #: not published it (clients fall back to v2).
+    v3_tags: bool = True
     #: Accepted static ``X-Auth-Token`` values.
     tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
     #: AK -> SK accepted for SDK-HMAC-SHA256 signatures.
@@ -165,6 +170,7 @@ class SandboxServer:
             tag_counts=config.tag_counts,
             generation=config.generation,
             cache_size=config.cache_size,
+            empty_namespaces=config.empty_namespaces,
         )
         self.auth = Authenticator(
             tokens=config.tokens,
@@ -364,7 +370,10 @@ class SandboxServer:
         )
 
     async def list_tags_v3(self, request: web.Request) -> web.StreamResponse:
-        """ListRepositoryTag (v3)."""
+        """ListRepositoryTag (v3); the gateway's 404 where it is switched off."""
+        if not self.config.v3_tags:
+            self.stats.list_requests += 1
+            return await self.no_such_api(request)
         namespace, repository = self._repository_of(request)
         return await self._list(
             request,
