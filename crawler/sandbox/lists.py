@@ -14,10 +14,11 @@ item in :data:`EMPTY_MANIFEST_ONE_IN` comes with an empty manifest (the
 service documents no such thing; a client must cope if it happens). The v3
 tag marker is opaque to clients but an offset inside: a tag pushed or
 deleted ahead of it between two pages shifts the next page, so a client may
-see a tag twice or miss one, the worst case a client must survive. Tag lists honour ``order_column`` (``updated_at``
-or ``tag``) with ``order_type`` (``asc``/``desc``), which go together; a tag
-without ``updated`` sorts as the oldest, as SQL sorts a null; equal keys keep
-catalogue order. Other lists come in catalogue order.
+see a tag twice or miss one, the worst case a client must survive. Tag lists
+honour ``order_column`` (``updated_at`` or ``tag``) with ``order_type``
+(``asc``/``desc``), which go together; a tag without ``updated`` sorts as
+the oldest, as SQL sorts a null; equal keys keep catalogue order. Other
+lists come in catalogue order.
 """
 
 from __future__ import annotations
