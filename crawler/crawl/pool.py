@@ -94,10 +94,7 @@ class Crawler:
                     for item in batch:
                         if self._control.stopping():
                             return
-                        if isinstance(item, ListingError):
-                            self._record_listing_error(item)
-                            continue
-                        self._stats.targets += 1
+                        self._stats.targets += 1  # a failed listing is a row too
                         if isinstance(item, Target):
                             try:  # no checkpoint per target while the stream has room
                                 send.send_nowait(item)
@@ -106,6 +103,8 @@ class Crawler:
                         elif isinstance(item, Listed):
                             self._sink.add_tag(item.row)
                             self._stats.ok += 1
+                        elif isinstance(item, ListingError):
+                            self._record_listing_error(item)
                         else:
                             self._record_invalid(item)
 
