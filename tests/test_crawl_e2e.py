@@ -41,7 +41,7 @@ def expected_manifest_columns(manifest: str) -> dict[str, Any]:
         "manifest_media_type": doc.get("mediaType"),
         "config_digest": (doc.get("config") or {}).get("digest"),
         "layer_count": None if layers is None else len(layers),
-        "layers_size": sum(sizes) if sizes else None,
+        "layers_size": sum(sizes) if sizes or doc.get("layers") == [] else None,
         "platforms": platforms,
     }
 

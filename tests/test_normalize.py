@@ -238,6 +238,17 @@ DOCKER_V2_FACTS = ManifestFacts(
     platforms=None,
 )
 NO_FACTS = ManifestFacts(None, None, None, None, None)
+OCI_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+#: The OCI image spec's empty descriptor (the digest of ``{}``).
+EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+#: An artifact with no layers (as some signatures and attestations are).
+OCI_ARTIFACT_WITHOUT_LAYERS = {
+    "schemaVersion": 2,
+    "mediaType": OCI_MEDIA_TYPE,
+    "artifactType": "application/vnd.example.signature.v1+json",
+    "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": EMPTY_DIGEST, "size": 2},
+    "layers": [],
+}
 
 
 @pytest.mark.parametrize(
@@ -318,6 +329,36 @@ NO_FACTS = ManifestFacts(None, None, None, None, None)
             _compact({"schemaVersion": 2, "config": {"digest": CONFIG_DIGEST}, "layers": [{}, {}]}),
             ManifestFacts(None, CONFIG_DIGEST, 2, None, None),
             id="no-layer-has-a-size",
+        ),
+        pytest.param(
+            _compact(OCI_ARTIFACT_WITHOUT_LAYERS),
+            ManifestFacts(OCI_MEDIA_TYPE, EMPTY_DIGEST, 0, 0, None),
+            id="oci-artifact-with-no-layers-sums-to-0",
+        ),
+        pytest.param(
+            _compact({"mediaType": OCI_MEDIA_TYPE, "config": {}, "layers": [{"size": 0}]}),
+            ManifestFacts(OCI_MEDIA_TYPE, None, 1, 0, None),
+            id="one-empty-layer-sums-to-0",
+        ),
+        pytest.param(
+            _compact({"schemaVersion": 1, "fsLayers": []}),
+            ManifestFacts(None, None, 0, None, None),
+            id="schema1-without-layers-says-no-size",
+        ),
+        pytest.param(
+            _compact({"mediaType": OCI_MEDIA_TYPE, "config": {"size": 2}}),
+            ManifestFacts(OCI_MEDIA_TYPE, None, None, None, None),
+            id="no-layers-array-says-nothing",
+        ),
+        pytest.param(
+            _compact(
+                {
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": [{"digest": _sha(1)}, {"digest": _sha(2), "platform": {}}],
+                }
+            ),
+            ManifestFacts("application/vnd.oci.image.index.v1+json", None, None, None, []),
+            id="index-whose-entries-name-no-platform",
         ),
         pytest.param(
             _compact({"schemaVersion": 2, "layers": [{"size": 2**62}, {"size": 2**62}]}),
@@ -849,8 +890,9 @@ def test_manifest_facts_never_raises(manifest: str) -> None:
     )
 )
 def test_layers_size_is_the_sum_of_given_sizes(layers: list[dict[str, Any]]) -> None:
-    """layers_size is the sum of the sizes given (None if none is); layer_count counts all."""
+    """layers_size is the sum of the sizes given (0 for no layers, None if layers give none);
+    layer_count counts all."""
     sizes = [layer["size"] for layer in layers if "size" in layer]
     facts = manifest_facts(_compact({"schemaVersion": 2, "config": {}, "layers": layers}))
     assert facts.layer_count == len(layers)
-    assert facts.layers_size == (sum(sizes) if sizes else None)
+    assert facts.layers_size == (sum(sizes) if sizes or not layers else None)

@@ -104,7 +104,9 @@ class ManifestFacts(NamedTuple):
     config_digest: str | None
     #: ``len(layers)``, or ``len(fsLayers)`` for schema 1; None for lists.
     layer_count: int | None
-    #: Sum of ``layers[].size`` over the layers that give one; None if none does.
+    #: Sum of ``layers[].size`` over the layers that give one: 0 for ``layers: []`` (an
+    #: artifact with no layers), None when there are layers and none gives a size, for
+    #: schema 1 and for lists (None always means "the manifest does not say").
     layers_size: int | None
     #: ``os/arch[/variant]`` per ``manifests[]`` entry of a list/index; None otherwise.
     platforms: list[str] | None
@@ -325,7 +327,7 @@ def _facts_of(document: object) -> ManifestFacts:
 
 def _layers_size(layers: list[object]) -> int | None:
     total = 0
-    sized = False
+    sized = not layers  # no layers: the sum of no sizes is 0, nothing is left unsaid
     for layer in layers:
         if type(layer) is dict:
             size = _to_int(layer.get("size"), 0, INT64_MAX)
