@@ -1,8 +1,8 @@
 """``make bench`` = ``python -m bench``: swr-crawler against the official SDK and the ceiling.
 
 Options: ``--quick`` (smaller catalogues, one run), ``--scenario NAME``
-(repeatable: cpu, latency, rate, memory), ``--runs N``, ``--contenders a,b``,
-``--out FILE``. Writes JSON (``bench/results/latest.json`` for a full run,
+(repeatable: cpu, latency, rate, converge, converge-blind, memory), ``--runs N``,
+``--contenders a,b``, ``--out FILE``. Writes JSON (``bench/results/latest.json`` for a full run,
 ``bench/results/quick.json`` otherwise) and prints a table.
 """
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["cpu", "latency", "rate", "memory"],
+        choices=[s.name for s in scenarios(quick=False)],
         help="Run only these (repeatable).",
     )
     parser.add_argument("--runs", type=int, default=None, help="Alternating runs [3; quick 1].")

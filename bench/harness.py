@@ -42,6 +42,8 @@ class SandboxSpec:
     latency: float = 0.0
     rate_limit: float | None = None
     rate_burst: int = 1
+    #: The window the sandbox's 429 message states its limit in; None: it states none.
+    stated_window: str | None = "minute"
     seed: int = 7
     #: Answers the sandbox keeps built: the whole catalogue when it fits, so that
     #: no contender pays for building a body another one found cached.
@@ -93,6 +95,7 @@ def sandbox(spec: SandboxSpec, workdir: Path) -> Iterator[Sandbox]:
     ]
     if spec.rate_limit is not None:
         command += ["--rate-limit", str(spec.rate_limit), "--rate-burst", str(spec.rate_burst)]
+        command += ["--stated-window", spec.stated_window or "none"]
     with sandbox_process(*command) as (url, process):
         yield Sandbox(url, targets, process)
 
@@ -112,6 +115,8 @@ class Measurement:
     """Bytes, the most the process and its descendants held at once (sampled)."""
     wall: float
     """Seconds from spawn to exit."""
+    requests: int = 0
+    """HTTP requests sent (retries included)."""
 
     @property
     def rows_per_second(self) -> float:
@@ -225,6 +230,7 @@ def run_crawler(
         cpu=cost.cpu,
         peak_rss=cost.peak_rss,
         wall=cost.wall,
+        requests=int(counts["requests"]),
     )
 
 
@@ -256,4 +262,5 @@ def run_contender(
         cpu=cost.cpu,
         peak_rss=cost.peak_rss,
         wall=cost.wall,
+        requests=int(result["rows"]) + int(result["errors"]),  # they never retry
     )

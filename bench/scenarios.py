@@ -36,6 +36,9 @@ SDK_ASYNC = "sdk-async"
 CEILING = "aiohttp"
 CONTENDERS = (CRAWLER, SDK_THREADS, SDK_ASYNC, CEILING)
 CONCURRENCY = 32
+#: The converge scenarios: --rate at five times the server's limit.
+CONVERGE_LIMIT = 40.0
+CONVERGE_RATE = 5 * CONVERGE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Throughput:
     #: Request every target once, unmeasured, before the runs (builds the
     #: sandbox's answers, warms the page cache).
     warm_up: bool = False
+    #: Only these contenders take part (None: all that were asked for).
+    only: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,27 @@ def scenarios(quick: bool) -> list[Scenario]:
             rate=rate,
             limits={SDK_THREADS: 1000 // scale, SDK_ASYNC: 1000 // scale, CEILING: 1000 // scale},
         ),
+        *(
+            Throughput(
+                name,
+                f"--rate {CONVERGE_RATE:g} vs a server limit of {CONVERGE_LIMIT:g}/s "
+                f"(burst 5), {what}",
+                SandboxSpec(
+                    namespaces=1,
+                    repos=4 // min(scale, 2),
+                    tags=100,
+                    rate_limit=CONVERGE_LIMIT,
+                    rate_burst=5,
+                    stated_window=window,
+                ),
+                rate=CONVERGE_RATE,
+                only=(CRAWLER,),
+            )
+            for name, what, window in (
+                ("converge", "its 429s state the limit", "minute"),
+                ("converge-blind", "its 429s do not state it", None),
+            )
+        ),
         Memory(
             "memory",
             "peak RSS, small vs large targets file",
@@ -122,6 +148,7 @@ def median_of(runs: list[Measurement]) -> dict[str, float]:
         "cpu_per_10k_rows": statistics.median(m.cpu_per_10k for m in runs),
         "peak_rss_mb": statistics.median(m.peak_rss for m in runs) / 2**20,
         "throttled_429": statistics.median(m.throttled for m in runs),
+        "throttled_share_max": max(m.throttled / m.requests if m.requests else 0.0 for m in runs),
         "throttled_429_max": max(m.throttled for m in runs),
         "errors_max": max(m.errors for m in runs),
         "rows": statistics.median(m.rows for m in runs),
@@ -165,6 +192,8 @@ def run_throughput(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Run the contenders alternately ``runs`` times; medians and figures."""
+    if scenario.only is not None:
+        contenders = tuple(name for name in contenders if name in scenario.only)
     measured: dict[str, list[Measurement]] = {name: [] for name in contenders}
     sandbox_cpu: dict[str, list[float]] = {name: [] for name in contenders}
     with sandbox(scenario.spec, workdir) as box:
@@ -228,6 +257,18 @@ def figures(scenario: Throughput, results: dict[str, Any]) -> list[dict[str, Any
         add(f"swr-crawler / --rate {scenario.rate:g}", ours / scenario.rate, 0.97)
         throttled = results[CRAWLER]["throttled_429_max"]
         add("swr-crawler 429s (max of runs)", throttled, 0, at_most=True)
+    elif scenario.name.startswith("converge"):
+        limit = scenario.spec.rate_limit
+        assert limit is not None
+        stated = scenario.spec.stated_window is not None
+        share = results[CRAWLER]["throttled_share_max"]
+        add(
+            "swr-crawler 429s / requests (max of runs)",
+            share,
+            0.05 if stated else 0.15,
+            at_most=True,
+        )
+        add(f"swr-crawler / server limit {limit:g}/s", ours / limit, 0.9 if stated else None)
     return out
 
 
@@ -296,6 +337,7 @@ def _run_dict(m: Measurement) -> dict[str, float]:
         "rows": m.rows,
         "errors": m.errors,
         "throttled_429": m.throttled,
+        "requests": m.requests,
         "elapsed": round(m.elapsed, 3),
         "rows_per_second": round(m.rows_per_second, 1),
         "cpu_seconds": round(m.cpu, 3),

@@ -150,7 +150,7 @@ class Attempts:
                 self._limiter.pause_for(decision.seconds)
             else:
                 if decision.lower_rate:
-                    self._limiter.throttled()
+                    self._limiter.throttled(result.error_msg)
                 await self._control.sleep(decision.seconds)
             if self._control.stopping():
                 return Stopped(attempts)

@@ -6,30 +6,47 @@ be tested without time passing:
 
 * :class:`TokenBucket`: a GCRA token bucket (no clock of its own: every method
   takes ``now``).
-* :class:`AdaptiveRate`: the target rate after throttling signals (AIMD).
-* :class:`RateLimiter`: glues a clock and a sleep function to the two above.
+* :func:`parse_gateway_limit`: the limit a gateway 429 states in its message.
+* :class:`AdaptiveRate`: the target rate after throttling signals (AIMD), and
+  the ceiling a stated limit sets.
+* :class:`RateLimiter`: glues a clock and a sleep function to the above.
 
 Why the limiter is shaped this way (see ``docs/swr-api.md``,
 "Throttling"): the SWR API gateway throttles **per user, per minute** and answers
 429 ``APIG.0308``, usually without ``Retry-After``; Huawei's advice is to retry
 after 2 to 5 s. So one limiter is shared by every worker of a run, a
 ``Retry-After`` pauses everyone, and a bare 429 lowers the shared rate, which
-then climbs back over about one gateway window.
+then climbs back over about one gateway window. When the 429's message states
+the limit ("...ratelimit,limit:40,time:1 second"), the shared rate goes just
+under it at once instead of halving its way down.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import anyio
+import structlog
 
 __all__ = [
     "AdaptiveRate",
+    "GatewayLimit",
     "RateLimiter",
     "TokenBucket",
+    "parse_gateway_limit",
 ]
+
+log = structlog.get_logger("crawler")
+
+
+#: Rate decreases a token bucket remembers for callers asleep on a token.
+_MOVES_KEPT = 8
 
 
 class TokenBucket:
@@ -55,7 +72,7 @@ class TokenBucket:
     Pure: no clock of its own, every method takes ``now`` (monotonic seconds).
     """
 
-    __slots__ = ("_burst", "_hold", "_interval", "_rate", "_tat", "_tolerance")
+    __slots__ = ("_burst", "_hold", "_interval", "_moves", "_rate", "_tat", "_tolerance", "moves")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         if burst < 1:
@@ -67,6 +84,9 @@ class TokenBucket:
         self._set_params(rate)
         self._tat = now  # full: burst tokens available right now
         self._hold = -math.inf  # no token before this (a Retry-After pause)
+        #: Rate decreases so far; ``_moves`` keeps the last few as (origin, stretch).
+        self.moves = 0
+        self._moves: deque[tuple[float, float]] = deque(maxlen=_MOVES_KEPT)
 
     def _set_params(self, rate: float) -> None:
         if not (0.0 < rate < math.inf):
@@ -110,11 +130,31 @@ class TokenBucket:
         origin = max(now, self._hold)
         backlog = self._tat - origin if self._tat > origin else 0.0
         self._set_params(rate)
-        tat = origin + backlog * (self._interval / old_interval)
+        stretch = self._interval / old_interval
+        if stretch > 1.0 and backlog > 0.0:
+            self.moves += 1
+            self._moves.append((origin, stretch))
+        tat = origin + backlog * stretch
         last_due = self._tat - old_interval - old_tolerance
         if last_due > origin:
             tat = max(tat, last_due + self._interval + self._tolerance)
         self._tat = tat
+
+    def moved(self, due: float, since: int) -> float | None:
+        """When a token due at ``due``, handed out after ``since`` decreases, is due now.
+
+        A decrease stretches the backlog of handed-out tokens; a caller asleep on
+        one moves back with it (to where the bucket now counts it), instead of
+        going at the old rate into a gateway that just said no. None when that
+        history is no longer kept (the caller should take a fresh token).
+        """
+        missed = self.moves - since
+        if missed > len(self._moves):
+            return None
+        for origin, stretch in itertools.islice(self._moves, len(self._moves) - missed, None):
+            if due > origin:
+                due = origin + (due - origin) * stretch
+        return due
 
     def hold_until(self, deadline: float) -> None:
         """Grant no token before ``deadline``; resume there with one token, then spaced.
@@ -124,6 +164,57 @@ class TokenBucket:
         """
         self._hold = max(self._hold, deadline)
         self._tat = max(self._tat, deadline + self._tolerance)
+
+
+class GatewayLimit(NamedTuple):
+    """A limit a gateway stated: ``limit`` requests per ``window`` seconds."""
+
+    limit: int
+    window: float
+
+    @property
+    def per_second(self) -> float:
+        """The limit as requests per second."""
+        return self.limit / self.window
+
+
+#: "limit:40,time:1 second", "limit: 2400, time: 1 minute", "limit:5,time:10 seconds"...
+_STATED_LIMIT = re.compile(
+    r"\blimit\s*[:=]\s*(\d{1,12})\s*[,;]\s*time\s*[:=]\s*(\d{1,9})?\s*"
+    r"(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)\b",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_gateway_limit(message: str | None) -> GatewayLimit | None:
+    """The limit an API gateway's 429 message states, or None if it states none.
+
+    The gateway's throttling message reads "The throttling threshold has been
+    reached: policy user over ratelimit,limit:XX,time:1 minute" (``policy ip``
+    and ``time:1 second`` occur too; see ``docs/swr-api.md``). Spaces, case,
+    a plural or abbreviated unit (``10 seconds``, ``1 min``, ``1 h``) and a
+    missing count (``time:minute``) are tolerated; a zero limit or window, or
+    any other text, gives None. Pure.
+    """
+    if not message:
+        return None
+    found = _STATED_LIMIT.search(message[:1000])
+    if found is None:
+        return None
+    limit = int(found.group(1))
+    count = int(found.group(2)) if found.group(2) else 1
+    unit = found.group(3).lower()
+    window = count * _UNIT_SECONDS["m" if unit.startswith("m") else unit[0]]
+    if limit <= 0 or window <= 0:
+        return None
+    return GatewayLimit(limit, window)
+
+
+#: A stated limit is approached from below: the shared rate is set to this share
+#: of it, so that clock drift between us and the gateway, and requests that reach
+#: it late and together, do not go over.
+STATED_LIMIT_SHARE = 0.95
 
 
 # AdaptiveRate defaults. The gateway limit is "limit:XX, time:1 minute" per user.
@@ -153,6 +244,11 @@ class AdaptiveRate:
       the last decrease*, ``recover_per_second`` requests/s per second, never
       above ``ceiling``. Recovery is lazy (computed when asked), so it is the
       same whether successes come often or seldom.
+    * :meth:`on_stated_limit` (a 429 whose message states the gateway's limit):
+      the ceiling comes down to just under that limit (never up, never above
+      the configured rate) and the rate is set there at once; the cooldown
+      starts, so the 429s of requests already in flight do not halve it. The
+      stated limit is a ceiling, not a promise: later 429s still decrease.
 
     Defaults and why: see ``DEFAULT_*`` above (halve; one decrease per 2 s;
     floor 0.2/s; back from half to full in 60 s, one gateway window). Under a
@@ -164,6 +260,7 @@ class AdaptiveRate:
     __slots__ = (
         "_base",
         "_ceiling",
+        "_configured",
         "_cooldown",
         "_decrease",
         "_decreased_at",
@@ -197,6 +294,7 @@ class AdaptiveRate:
         if not (0.0 <= cooldown < math.inf):
             raise ValueError(f"cooldown must be >= 0, got {cooldown}")
         self._ceiling = ceiling
+        self._configured = ceiling
         self._floor = floor
         self._decrease = decrease
         self._recover = recover_per_second
@@ -209,7 +307,7 @@ class AdaptiveRate:
 
     @property
     def ceiling(self) -> float:
-        """The configured rate, never exceeded."""
+        """The rate never exceeded: the configured one, or just under a stated limit."""
         return self._ceiling
 
     @property
@@ -234,6 +332,18 @@ class AdaptiveRate:
         self.current = self._base
         return self.current
 
+    def on_stated_limit(self, limit: GatewayLimit, now: float) -> bool:
+        """A 429 stated the gateway's limit: True if that lowered the ceiling (then the rate
+        is set just under the limit, at once), False if the ceiling was already as low."""
+        ceiling = min(self._configured, limit.per_second * STATED_LIMIT_SHARE)
+        if ceiling >= self._ceiling:
+            return False
+        self._ceiling = ceiling
+        self._floor = min(self._floor, ceiling)
+        self._base = self.current = ceiling
+        self._decreased_at = now
+        return True
+
     def on_success(self, now: float) -> float:
         """A 200 arrived: recover gradually toward the ceiling; return the rate."""
         if self.current < self._ceiling:
@@ -255,8 +365,11 @@ class RateLimiter:
     * ``rate == 0`` means unlimited: ``acquire()`` returns at once (it still
       honours a ``Retry-After`` pause, which the gateway imposes on everyone).
       ``throttled()`` and ``succeeded()`` are then no-ops: there is no rate to lower.
-    * ``throttled()``: a 429 without ``Retry-After``; lowers the rate through
-      :class:`AdaptiveRate` (when ``adaptive``).
+    * ``throttled(message)``: a 429 without ``Retry-After``; lowers the rate
+      through :class:`AdaptiveRate` (when ``adaptive``), or, the first time the
+      message states a (lower) limit, to just under that limit at once. The
+      stated limit is logged once (``crawl.gateway_limit``) and kept in
+      :attr:`stated_limit`; ``on_stated_limit`` is called with it.
     * ``pause_until(deadline)`` / ``pause_for(seconds)``: a 429 with
       ``Retry-After`` (``deadline`` is on this limiter's clock). The gateway's limit
       is per user, so every new request waits until ``deadline`` (clock time),
@@ -271,7 +384,16 @@ class RateLimiter:
     per cancelled waiter, which errs on the side of sending less.
     """
 
-    __slots__ = ("_adaptive", "_bucket", "_clock", "_pause_pending", "_paused_until", "_sleep")
+    __slots__ = (
+        "_adaptive",
+        "_bucket",
+        "_clock",
+        "_on_stated_limit",
+        "_pause_pending",
+        "_paused_until",
+        "_sleep",
+        "stated_limit",
+    )
 
     def __init__(
         self,
@@ -281,6 +403,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         adaptive: bool = True,
+        on_stated_limit: Callable[[GatewayLimit], None] | None = None,
     ) -> None:
         if not (0.0 <= rate < math.inf):
             raise ValueError(f"rate must be finite and >= 0 (0 = unlimited), got {rate}")
@@ -293,6 +416,9 @@ class RateLimiter:
         self._adaptive = AdaptiveRate(rate, now=now) if adaptive and rate > 0 else None
         self._paused_until = -math.inf
         self._pause_pending = False  # lets the unlimited path skip reading the clock
+        self._on_stated_limit = on_stated_limit
+        #: The lowest limit a 429's message has stated so far (None: none has).
+        self.stated_limit: GatewayLimit | None = None
 
     @property
     def current_rate(self) -> float:
@@ -311,13 +437,22 @@ class RateLimiter:
         if delay <= 0.0:
             return
         due = now + delay
+        moves = bucket.moves
         await self._sleep(delay)
-        # A pause that began while we slept covers us too if our slot is inside
-        # it: take a fresh slot, which the bucket now places after the deadline.
-        while self._paused_until > due + _EPSILON:
-            now = self._clock()
-            delay = bucket.reserve(now)
-            due = now + delay
+        while True:
+            moved = bucket.moved(due, moves) if bucket.moves != moves else due
+            moves = bucket.moves
+            if moved is None or self._paused_until > moved + _EPSILON:
+                # A pause that began while we slept covers us too if our slot is
+                # inside it: take a fresh slot, which the bucket now places after
+                # the deadline (as it does when the rate's history is too old).
+                now = self._clock()
+                due = now + bucket.reserve(now)
+            elif moved > due + _EPSILON:
+                due = moved  # the rate came down while we slept: our slot moved back
+            else:
+                return
+            delay = due - self._clock()
             if delay > 0.0:
                 await self._sleep(delay)
 
@@ -344,14 +479,39 @@ class RateLimiter:
         """Like :meth:`pause_until`, ``seconds`` from now on the limiter's own clock."""
         self.pause_until(self._clock() + seconds)
 
-    def throttled(self) -> None:
-        """A 429 without ``Retry-After``: lower the shared rate."""
-        if self._adaptive is None or self._bucket is None:
+    def throttled(self, message: str | None = None) -> None:
+        """A 429 without ``Retry-After`` (``message``: its error message): lower the
+        shared rate, to just under the gateway's limit at once if the message states it."""
+        adaptive, bucket = self._adaptive, self._bucket
+        if adaptive is None or bucket is None:
             return
         now = self._clock()
-        rate = self._adaptive.on_throttled(now)
-        if rate != self._bucket.rate:
-            self._bucket.set_rate(rate, now)
+        limit = parse_gateway_limit(message)
+        if limit is not None and self._heed(limit, adaptive, bucket, now):
+            return
+        rate = adaptive.on_throttled(now)
+        if rate != bucket.rate:
+            bucket.set_rate(rate, now)
+
+    def _heed(
+        self, limit: GatewayLimit, adaptive: AdaptiveRate, bucket: TokenBucket, now: float
+    ) -> bool:
+        """Take a stated limit as the ceiling; True if that set the rate just under it."""
+        if self.stated_limit is not None and limit.per_second >= self.stated_limit.per_second:
+            return False  # already heeded: this 429 says the limit is not enough
+        self.stated_limit = limit
+        lowered = adaptive.on_stated_limit(limit, now)
+        if lowered:
+            bucket.set_rate(adaptive.current, now)
+        log.info(
+            "crawl.gateway_limit",
+            limit=limit.limit,
+            window_seconds=limit.window,
+            rate=round(bucket.rate, 3),
+        )
+        if self._on_stated_limit is not None:
+            self._on_stated_limit(limit)
+        return lowered
 
     def succeeded(self) -> None:
         """A 200: let the adaptive rate recover."""

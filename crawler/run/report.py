@@ -16,6 +16,7 @@ import orjson
 
 from crawler import __version__
 from crawler.config import CrawlConfig
+from crawler.crawl.limits import GatewayLimit
 from crawler.errors import DEFINITIVE_KINDS
 from crawler.output.checkpoint import DatasetCounts
 from crawler.output.schema import SCHEMA_VERSION
@@ -72,6 +73,12 @@ class RunReport:
     """Every published file of the run, all segments (set by the runner at the end)."""
     monotonic_start: float = 0.0
     """The event loop's clock when the segment started (for interim elapsed times)."""
+    gateway_limit: GatewayLimit | None = None
+    """The lowest limit the gateway's 429 messages stated in this segment, if any."""
+
+    def note_gateway_limit(self, limit: GatewayLimit) -> None:
+        """The rate limiter heard the gateway state ``limit`` (kept for ``run.json``)."""
+        self.gateway_limit = limit
 
     @property
     def complete(self) -> bool:
@@ -155,6 +162,13 @@ class RunReport:
             "rows_per_second": round(self.stats.done / self.elapsed_seconds, 1)
             if self.elapsed_seconds > 0
             else 0.0,
+            "gateway_limit": None
+            if self.gateway_limit is None
+            else {
+                "limit": self.gateway_limit.limit,
+                "window_seconds": self.gateway_limit.window,
+                "requests_per_second": round(self.gateway_limit.per_second, 3),
+            },
             "config": self.config.as_public_dict(),
             "files": self.files if self.run_files is None else self.run_files,
             "segments": segments,

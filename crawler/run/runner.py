@@ -183,7 +183,7 @@ async def _open_run(
         file_rows=config.file_rows,
     )
     attempts = Attempts(
-        limiter=RateLimiter(config.rate, config.burst),
+        limiter=RateLimiter(config.rate, config.burst, on_stated_limit=report.note_gateway_limit),
         policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
         concurrency=config.concurrency,
         stats=stats,

@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -134,6 +135,13 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
 )
 @click.option("--rate-burst", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option(
+    "--stated-window",
+    type=click.Choice(["minute", "second", "none"]),
+    default="minute",
+    show_default=True,
+    help="The window a 429's message states the limit in (none: no limit in the message).",
+)
+@click.option(
     "--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random 5xx."
 )
 @click.option(
@@ -190,6 +198,7 @@ def sandbox_command(
     latency: float,
     rate_limit: float | None,
     rate_burst: int,
+    stated_window: Literal["minute", "second", "none"],
     error_rate: float,
     reset_rate: float,
     slow_rate: float,
@@ -209,6 +218,7 @@ def sandbox_command(
             latency=latency,
             rate_limit=rate_limit,
             rate_burst=rate_burst,
+            stated_window=None if stated_window == "none" else stated_window,
             error_rate=error_rate,
             reset_rate=reset_rate,
             slow_rate=slow_rate,

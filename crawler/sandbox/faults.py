@@ -88,6 +88,9 @@ class FaultConfig:
     rate_limit: float | None = None
     #: Token-bucket capacity (requests allowed at once after an idle spell).
     rate_burst: int = 1
+    #: The window a 429's message states ``rate_limit`` in, as the gateway does
+    #: ("limit:2400,time:1 minute"); None: the message states no limit.
+    stated_window: Literal["minute", "second"] | None = "minute"
     #: Probability of a random 500/502/503/504.
     error_rate: float = 0.0
     #: Probability of a TCP reset instead of an answer.
@@ -238,14 +241,19 @@ def gateway_error(code: str, message: str) -> dict[str, str]:
     return {"error_code": code, "error_msg": message}
 
 
-def throttled_error(rate: float | None) -> dict[str, str]:
-    """The gateway's 429 body; the real one states its limit per minute."""
-    limit = 60 if rate is None else max(1, round(rate * 60))
-    return gateway_error(
-        "APIG.0308",
-        "The throttling threshold has been reached: "
-        f"policy user over ratelimit,limit:{limit},time:1 minute",
-    )
+def throttled_error(
+    rate: float | None, window: Literal["minute", "second"] | None = "minute"
+) -> dict[str, str]:
+    """The gateway's 429 body: it states the limit (``rate`` requests/s) per ``window``.
+
+    Without a ``rate`` (a scripted 429 on an unlimited sandbox) or a ``window``
+    the message states no limit.
+    """
+    message = "The throttling threshold has been reached"
+    if rate is not None and window is not None:
+        limit = max(1, round(rate * (60 if window == "minute" else 1)))
+        message += f": policy user over ratelimit,limit:{limit},time:1 {window}"
+    return gateway_error("APIG.0308", message)
 
 
 #: The body of each error status the tag-details route answers.

@@ -183,7 +183,8 @@ class SandboxServer:
         self.stats = Stats()
         self._latency = config.faults.latency
         self._track_targets = config.track_targets
-        self._throttled = _dumps(throttled_error(config.faults.rate_limit))
+        faults = config.faults
+        self._throttled = _dumps(throttled_error(faults.rate_limit, faults.stated_window))
         self._request_ids = itertools.count()
         self._request_id_prefix = os.urandom(10).hex()
 
