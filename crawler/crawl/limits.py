@@ -369,7 +369,7 @@ class RateLimiter:
       through :class:`AdaptiveRate` (when ``adaptive``), or, the first time the
       message states a (lower) limit, to just under that limit at once. The
       stated limit is logged once (``crawl.gateway_limit``) and kept in
-      :attr:`stated_limit`; ``on_stated_limit`` is called with it.
+      :attr:`stated_limit`.
     * ``pause_until(deadline)`` / ``pause_for(seconds)``: a 429 with
       ``Retry-After`` (``deadline`` is on this limiter's clock). The gateway's limit
       is per user, so every new request waits until ``deadline`` (clock time),
@@ -388,7 +388,6 @@ class RateLimiter:
         "_adaptive",
         "_bucket",
         "_clock",
-        "_on_stated_limit",
         "_pause_pending",
         "_paused_until",
         "_sleep",
@@ -403,7 +402,6 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         adaptive: bool = True,
-        on_stated_limit: Callable[[GatewayLimit], None] | None = None,
     ) -> None:
         if not (0.0 <= rate < math.inf):
             raise ValueError(f"rate must be finite and >= 0 (0 = unlimited), got {rate}")
@@ -416,7 +414,6 @@ class RateLimiter:
         self._adaptive = AdaptiveRate(rate, now=now) if adaptive and rate > 0 else None
         self._paused_until = -math.inf
         self._pause_pending = False  # lets the unlimited path skip reading the clock
-        self._on_stated_limit = on_stated_limit
         #: The lowest limit a 429's message has stated so far (None: none has).
         self.stated_limit: GatewayLimit | None = None
 
@@ -509,8 +506,6 @@ class RateLimiter:
             window_seconds=limit.window,
             rate=round(bucket.rate, 3),
         )
-        if self._on_stated_limit is not None:
-            self._on_stated_limit(limit)
         return lowered
 
     def succeeded(self) -> None:

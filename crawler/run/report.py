@@ -76,10 +76,6 @@ class RunReport:
     gateway_limit: GatewayLimit | None = None
     """The lowest limit the gateway's 429 messages stated in this segment, if any."""
 
-    def note_gateway_limit(self, limit: GatewayLimit) -> None:
-        """The rate limiter heard the gateway state ``limit`` (kept for ``run.json``)."""
-        self.gateway_limit = limit
-
     @property
     def complete(self) -> bool:
         """Every admitted target has a row and nothing stopped the run."""

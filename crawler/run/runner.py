@@ -182,8 +182,9 @@ async def _open_run(
         commit_seconds=config.commit_seconds,
         file_rows=config.file_rows,
     )
+    limiter = RateLimiter(config.rate, config.burst)
     attempts = Attempts(
-        limiter=RateLimiter(config.rate, config.burst, on_stated_limit=report.note_gateway_limit),
+        limiter=limiter,
         policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
         concurrency=config.concurrency,
         stats=stats,
@@ -214,6 +215,7 @@ async def _open_run(
         stats=stats,
         writer=writer,
         crawler=crawler,
+        limiter=limiter,
         source=discovery or intake,
         discovery=discovery,
         previous=checkpoint.previous,
@@ -313,6 +315,7 @@ class _Run:
     stats: RunStats
     writer: OutputWriter
     crawler: Crawler
+    limiter: RateLimiter
     source: Source
     discovery: DiscoverySource | None
     previous: dict[str, Any] | None
@@ -351,6 +354,7 @@ class _Run:
             totals=totals,
             run_file=run_file_name(self.config.shard),
             run_files=run_files,
+            gateway_limit=self.limiter.stated_limit,
         )
 
     async def execute(self) -> RunResult:
