@@ -162,7 +162,16 @@ def _run(config: Any) -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, _interrupted)
     try:
-        result = anyio.run(run_crawl, config)
+        if config.dataset:
+            from crawler.run.dataset_run import run_dataset
+
+            published = anyio.run(run_dataset, config)
+            if published is None:
+                click.echo("swr-crawler: this date's snapshot is already published", err=True)
+                return 0
+            result = published
+        else:
+            result = anyio.run(run_crawl, config)
         for line in result.report.summary_lines():
             click.echo(line, err=True)
     except ConfigError as exc:

@@ -20,6 +20,7 @@ from typing import Any, Final
 from crawler.errors import ConfigError
 from crawler.http.endpoint import check_region, parse_endpoint
 from crawler.http.response import DEFAULT_MAX_BODY_BYTES
+from crawler.output.dataset import parse_snapshot_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,15 @@ class CrawlConfig:
         choices=DISCOVER_MODES,
     )
     out: str = setting("", "Output directory (one run = one directory).")
+    dataset: str = setting(
+        "", "Instead of --out: a snapshot dataset root; each run is its date's partition."
+    )
+    snapshot_date: str | None = setting(
+        None,
+        "With --dataset: the snapshot's date, YYYY-MM-DD (default: today, UTC).",
+        metavar="YYYY-MM-DD",
+        per_run=True,
+    )
     targets_format: str = setting(
         "auto", "Targets format; auto = by extension (.csv, .jsonl).", choices=TARGETS_FORMATS
     )
@@ -157,6 +167,11 @@ class CrawlConfig:
     )
     file_rows: int = setting(
         250_000, "Most rows in one Parquet file.", limits=Limits(1, 100_000_000)
+    )
+    row_group_rows: int = setting(
+        16_384,
+        "Rows per row group of the files a --dataset run publishes.",
+        limits=Limits(1, 10_000_000),
     )
     seed: int | None = setting(None, "Seed of the backoff jitter (tests pin it).", per_run=True)
 
@@ -283,8 +298,12 @@ def build_config(
 
 def validate(config: CrawlConfig) -> None:
     """Reject settings no run could use, with a message naming the setting."""
-    if not config.out:
-        raise ConfigError("--out is required")
+    if bool(config.out) == bool(config.dataset):
+        raise ConfigError("give --out DIR or --dataset ROOT (one of them)")
+    if config.snapshot_date is not None:
+        if not config.dataset:
+            raise ConfigError("--snapshot-date only applies with --dataset")
+        parse_snapshot_date(config.snapshot_date)
     for name, spec in FIELDS.items():
         value = getattr(config, name)
         limits: Limits | None = spec.metadata["limits"]

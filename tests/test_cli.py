@@ -96,7 +96,10 @@ def test_unknown_flag_is_usage_error() -> None:
     ("args", "fragment"),
     [
         (["--out", "o", "--endpoint", "http://127.0.0.1:9"], "--targets is required"),
-        (["--targets", "t.txt", "--endpoint", "http://127.0.0.1:9"], "--out is required"),
+        (
+            ["--targets", "t.txt", "--endpoint", "http://127.0.0.1:9"],
+            "give --out DIR or --dataset ROOT",
+        ),
         (["--targets", "t.txt", "--out", "o"], "no endpoint"),
         (
             ["--targets", "t.txt", "--out", "o", "--region", "x", "--concurrency", "0"],
