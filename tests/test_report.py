@@ -235,3 +235,29 @@ def test_html_report_in_headless_chromium(crawled: Path, tmp_path: Path) -> None
     assert height > 1500
     (tmp_path / "report.png").write_bytes(load.screenshot)
     assert os.path.getsize(tmp_path / "report.png") > 20_000
+
+
+def test_extreme_sizes_from_a_server_add_up_exactly(tmp_path: Path) -> None:
+    """A sandbox reporting sizes of 0 and 2^63-1: crawled into Parquet and summed by the
+    report to exactly the catalogue's total."""
+    import anyio
+
+    out = tmp_path / "out"
+    config = SandboxConfig(
+        seed=1,
+        namespaces=2,
+        repos_per_namespace=5,
+        tags_per_repo=10,
+        extreme_sizes=True,
+        tokens=frozenset({TOKEN}),
+    )
+
+    async def run() -> int:
+        async with running_sandbox(config) as sb:
+            targets = list(sb.catalogue.targets())
+            await crawl(sb.url, [f"{ns}/{repo}:{t}" for ns, repo, t in targets], out)
+            return sum((sb.catalogue.get(*t) or {})["size"] for t in targets)
+
+    expected = anyio.run(run)
+    assert expected > 2**63  # at least one extreme size is in there
+    assert load_summary(out).bytes == expected

@@ -116,9 +116,23 @@ def test_manifest_kinds_all_occur_with_their_schema_and_tag_type() -> None:
     assert any(variants)
 
 
+def test_sizes_are_realistic_unless_extremes_are_asked_for() -> None:
+    """By default every size is the manifest's total (no 0, no 2^63-1); the extremes
+    replace a few sizes and change nothing else."""
+    plain, extreme = Catalogue(), Catalogue(extreme_sizes=True)
+    changed = 0
+    for target in plain.targets():
+        a, b = plain.get(*target) or {}, extreme.get(*target) or {}
+        assert 0 < a["size"] < 2**40
+        changed += a["size"] != b["size"]
+        assert {**a, "size": 0} == {**b, "size": 0}
+    assert 0 < changed < len(plain) // 10
+
+
 def test_awkward_values_occur() -> None:
-    """Extreme sizes, both timestamp formats, absent/null updated and unknown fields all occur."""
-    catalogue = Catalogue()
+    """Extreme sizes (when asked for), both timestamp formats, absent/null updated and
+    unknown fields all occur."""
+    catalogue = Catalogue(extreme_sizes=True)
     objects = [catalogue.get(*t) or {} for t in catalogue.targets()]
     sizes = {obj["size"] for obj in objects}
     assert {0, MAX_SIZE} <= sizes

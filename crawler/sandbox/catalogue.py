@@ -176,6 +176,7 @@ class Catalogue:
         *,
         tag_counts: tuple[int, ...] = (),
         generation: int = 0,
+        extreme_sizes: bool = False,
         cache_size: int = 4096,
         empty_namespaces: int = 0,
     ) -> None:
@@ -187,6 +188,9 @@ class Catalogue:
             raise ValueError("a catalogue's generation is >= 0")
         if empty_namespaces < 0:
             raise ValueError("a catalogue's empty namespaces are >= 0")
+        #: About 1.5 % of tags report size 0 and 1.5 % size 2^63-1 (for the tests of
+        #: extremes); off, every size is the manifest's real total, as a registry's.
+        self.extreme_sizes = extreme_sizes
         self.seed = seed
         self.generation = generation
         self._base = _mix(seed & _M64)
@@ -454,10 +458,10 @@ class Catalogue:
         manifest, image_id, total = _MANIFEST_BUILDERS[kind](rng, f"{namespace}/{repository}", tag)
         digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
 
-        roll = rng.random()
-        if roll < 0.015:
+        roll = rng.random()  # drawn either way: the rest of the entry stays the same
+        if self.extreme_sizes and roll < 0.015:
             size = 0
-        elif roll < 0.03:
+        elif self.extreme_sizes and roll < 0.03:
             size = MAX_SIZE
         else:
             size = total

@@ -102,6 +102,11 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     help="Tags of each namespace's repositories in turn (cycled; 0 = empty); overrides --tags.",
 )
 @click.option(
+    "--extreme-sizes",
+    is_flag=True,
+    help="About 3% of tags report size 0 or 2^63-1 (for tests; default: realistic sizes).",
+)
+@click.option(
     "--token",
     "tokens",
     multiple=True,
@@ -189,6 +194,7 @@ def sandbox_command(
     repos: int,
     tags: int,
     tag_counts: str,
+    extreme_sizes: bool,
     tokens: tuple[str, ...],
     ak: str | None,
     sk: str | None,
@@ -236,6 +242,7 @@ def sandbox_command(
         repos_per_namespace=repos,
         tags_per_repo=tags,
         tag_counts=counts,
+        extreme_sizes=extreme_sizes,
         tokens=frozenset(tokens or (DEFAULT_TOKEN,)),
         credentials={ak: sk} if ak is not None and sk is not None else {},
         iam_users=tuple(_iam_user(user) for user in iam_users),

@@ -78,6 +78,8 @@ class SandboxConfig:
     #: False: the v3 tag list answers 404 ``APIG.0101``, as in a region that has
     #: not published it (clients fall back to v2).
     v3_tags: bool = True
+    #: Some tags report size 0 or 2^63-1 (for tests of extremes; off = realistic sizes).
+    extreme_sizes: bool = False
     #: Accepted static ``X-Auth-Token`` values.
     tokens: frozenset[str] = frozenset({DEFAULT_TOKEN})
     #: AK -> SK accepted for SDK-HMAC-SHA256 signatures.
@@ -169,6 +171,7 @@ class SandboxServer:
             config.tags_per_repo,
             tag_counts=config.tag_counts,
             generation=config.generation,
+            extreme_sizes=config.extreme_sizes,
             cache_size=config.cache_size,
             empty_namespaces=config.empty_namespaces,
         )
