@@ -45,7 +45,7 @@ def _targets_of_interest(catalogue: Catalogue) -> dict[str, tuple[str, str, str]
     return found
 
 
-CATALOGUE = Catalogue()
+CATALOGUE = Catalogue(extreme_sizes=True)  # the SDK must read sizes 0 and 2^63-1 too
 INTERESTING = _targets_of_interest(CATALOGUE)
 SCRIPTED = {
     "sdk/scripted:401": ["401"],
@@ -58,7 +58,9 @@ SCRIPTED = {
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[RunningSandbox]:
     """One sandbox in a thread for the whole module (the SDK is synchronous)."""
-    config = SandboxConfig(credentials={AK: SK}, faults=FaultConfig(scripts=SCRIPTED))
+    config = SandboxConfig(
+        credentials={AK: SK}, faults=FaultConfig(scripts=SCRIPTED), extreme_sizes=True
+    )
     with sandbox_in_thread(config) as running:
         yield running
 
