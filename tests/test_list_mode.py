@@ -193,3 +193,6 @@ async def test_a_page_failing_for_good_is_an_error_row_and_resume_lists_it_again
     assert tags.num_rows == len(everything)
     assert errors.num_rows == 0  # the transient listing error was taken out
     assert not any(stats.per_target[key] for key in recorded)  # nothing fetched twice
+    segments = [s["counts"]["requests_by_api"] for s in report["segments"]]
+    assert report["counts"]["requests_by_api"]["tag_pages"] == sum(s["tag_pages"] for s in segments)
+    assert segments[1]["tag_pages"] == 3  # the resume listed every repository again

@@ -37,7 +37,7 @@ from crawler.config import DISCOVER_MODES
 from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.intake import Batch, Intake, Item, Listed, ListingError
-from crawler.crawl.lister import Getter, Lister, ListingFailed, ListingStopped
+from crawler.crawl.lister import PAGE_SIZE, Getter, Lister, ListingFailed, ListingStopped
 from crawler.errors import AuthenticationFailed
 from crawler.output.normalize import API_FIELDS, tag_row_of
 from crawler.targets import Target, validate
@@ -86,11 +86,17 @@ class Discoverer:
     """Walks the registry and sends what it finds (targets, rows, failures) into a stream."""
 
     def __init__(
-        self, client: Getter, attempts: Attempts, *, mode: str = "list", concurrency: int = 4
+        self,
+        client: Getter,
+        attempts: Attempts,
+        *,
+        mode: str = "list",
+        concurrency: int = 4,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        self.lister = Lister(client, attempts)
+        self.lister = Lister(client, attempts, page_size=page_size)
         self._mode = mode
         self._concurrency = concurrency
         self.stats = DiscoveryStats(mode=mode)

@@ -7,6 +7,7 @@ credential (the configuration object has no field for one).
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +135,10 @@ class RunReport:
         counts = self.stats.as_dict()
         for name in SUMMED:
             counts[name] = sum(int((s.get("counts") or {}).get(name) or 0) for s in segments)
+        by_api: Counter[str] = Counter()
+        for segment in segments:
+            by_api.update((segment.get("counts") or {}).get("requests_by_api") or {})
+        counts["requests_by_api"] = dict(sorted(by_api.items()))
         errors = self.errors
         counts["errors"] = dict(sorted(errors.items()))
         counts["errors_total"] = sum(errors.values())

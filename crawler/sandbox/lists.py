@@ -3,7 +3,7 @@
 Each function takes the catalogue, the path parameters and the query and
 returns an :data:`Answer` ``(status, JSON value, extra headers)``; the server
 serialises it. The quirks of the real service are kept on purpose (see
-``reference/swr-api-notes.md``): the v2 tag items name the tag ``"Tag"`` and
+``docs/swr-api.md``): the v2 tag items name the tag ``"Tag"`` and
 carry ``deleted``/``scanned``; the total of a v2 list is only in
 ``Content-Range`` (``first-last/total``, ``*/total`` for an empty page);
 ``nextMarker`` is an opaque string for v3 tags (``""`` at the end; a bad one
