@@ -12,7 +12,6 @@ import importlib
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn, TypeVar
 
@@ -117,32 +116,7 @@ def crawl(config_path: str | None, **flags: Any) -> None:
     except ConfigError as exc:
         fail_usage(str(exc))
     configure_logging(config.log_format)
-    code = _run(config)
-    if config.targets == "-" and _intake_blocked():
-        # The intake thread is stuck in a read of stdin (the pipe's writer is
-        # still open) holding stdin's lock: a normal interpreter exit would
-        # abort on that lock. Every file is closed and run.json written by now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
-def _intake_blocked() -> bool:
-    """Whether the intake thread is still stuck in a read of stdin after the run.
-
-    It is given a moment to finish first: right after a run that read all of
-    its input the thread may still be on its way out, and exiting with
-    os._exit then would cut short whoever called us (a test runner, say).
-    """
-    from crawler.crawl.intake import INTAKE_THREAD
-
-    for thread in threading.enumerate():
-        if thread.name == INTAKE_THREAD:
-            thread.join(timeout=1.0)
-            if thread.is_alive():
-                return True
-    return False
+    sys.exit(_run(config))
 
 
 def _shard_from_job_index(environ: os._Environ[str]) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
+import os
 import re
 import sys
+import threading
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -14,21 +17,22 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from crawler import targets
 from crawler.errors import ConfigError
 from crawler.targets import (
-    MAX_LINE_BYTES,
-    SOURCE_MAX,
     InvalidTarget,
     ParsedTarget,
     SeenSet,
     Target,
+    dedup,
     in_shard,
     iter_targets,
+    names,
     parse_reference,
     target_hash,
     validate,
 )
+from crawler.targets.names import SOURCE_MAX
+from crawler.targets.readers import MAX_LINE_BYTES, ReadInterrupted
 
 LOWER = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
@@ -326,7 +330,7 @@ def test_parse_reference_never_raises(text: str) -> None:
 @given(st.text(alphabet="ab1._-/:@A $#", max_size=40))
 def test_fast_path_agrees_with_step_by_step_parse(text: str) -> None:
     """The one-regex fast path gives the same result as the rule-by-rule parse."""
-    assert targets._parse(text) == targets._parse_slowly(text)
+    assert names.parse_stripped(text) == names._parse_slowly(text)
 
 
 @given(namespaces, repositories, tags)
@@ -359,7 +363,7 @@ def test_target_hash_never_returns_zero(monkeypatch: pytest.MonkeyPatch) -> None
         def digest(self) -> bytes:
             return bytes(8)
 
-    monkeypatch.setattr(targets, "blake2b", ZeroDigest)
+    monkeypatch.setattr(dedup, "blake2b", ZeroDigest)
     assert target_hash("anything") == 1
 
 
@@ -429,7 +433,11 @@ def _read(path: Path | str, fmt: str = "auto") -> list[ParsedTarget]:
 
 
 def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> io.TextIOWrapper:
-    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    """A real pipe as stdin, holding ``data`` and then EOF (the reader reads the descriptor)."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, data)
+    os.close(write_end)
+    stream = open(read_end, encoding="utf-8")  # noqa: SIM115 - the test closes it
     monkeypatch.setattr(sys, "stdin", stream)
     return stream
 
@@ -471,8 +479,9 @@ def test_text_reader(tmp_path: Path) -> None:
 
 def test_text_reader_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     """'-' reads stdin's bytes as text targets, whatever the format guess."""
-    _stdin(monkeypatch, b"ns/repo:v1\nns/repo\n")
+    stream = _stdin(monkeypatch, b"ns/repo:v1\nns/repo\n")
     results = _read("-")
+    stream.close()
     assert results[0] == Target("ns", "repo", "v1")
     assert isinstance(results[1], InvalidTarget)
     assert "missing tag" in results[1].reason
@@ -555,6 +564,8 @@ def test_csv_reader_from_stdin_leaves_stdin_open(monkeypatch: pytest.MonkeyPatch
     stream = _stdin(monkeypatch, b"namespace,repository,tag\nns,r,v1\n")
     assert _read("-", "csv") == [Target("ns", "r", "v1")]
     assert not stream.buffer.closed
+    os.fstat(stream.fileno())  # the descriptor itself is still open
+    stream.close()
 
 
 def test_csv_bad_utf8_and_oversized_field_cost_one_row(tmp_path: Path) -> None:
@@ -611,15 +622,13 @@ def test_explicit_format_overrides_the_extension(tmp_path: Path) -> None:
     assert isinstance(_read(path, "text")[0], InvalidTarget)
 
 
-def test_reader_reports_progress_and_releases_the_file(tmp_path: Path) -> None:
-    """bytes_read reaches size; a reader closed or dropped early leaves no open file."""
+def test_reader_releases_the_file(tmp_path: Path) -> None:
+    """A reader read to its end, closed or dropped early leaves no open file."""
     path = tmp_path / "targets.txt"
     path.write_bytes(b"ns/r:v1\nns/r:v2\n")
     reader = iter_targets(str(path))
-    assert reader.size == 16
     assert next(reader) == Target("ns", "r", "v1")
     assert list(reader) == [Target("ns", "r", "v2")]
-    assert reader.bytes_read == 16
     closed_early = iter_targets(str(path))
     closed_early.close()
     assert list(closed_early) == []
@@ -653,3 +662,85 @@ def test_reading_is_streamed(tmp_path: Path) -> None:
     assert count == lines
     assert invalid == lines // 50
     assert peak < size / 20
+
+
+def test_invalid_targets_carry_their_line_number(tmp_path: Path) -> None:
+    """Text, JSON-lines and CSV readers give each invalid record the line it was on."""
+    text = tmp_path / "t.txt"
+    text.write_bytes(b"# header comment\nns/r:v1\n\nBad/x:1\n")
+    (bad,) = [item for item in _read(text) if isinstance(item, InvalidTarget)]
+    assert bad.line == 4
+    assert bad.message.startswith("line 4: namespace 'Bad'")
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_bytes(b'{"namespace":"ns","repository":"r","tag":"v1"}\nnot json\n')
+    assert [getattr(item, "line", None) for item in _read(jsonl)] == [None, 2]
+    csv_file = tmp_path / "t.csv"
+    csv_file.write_bytes(b"namespace,repository,tag\nns,r,v1\nns,,v2\n")
+    assert [getattr(item, "line", None) for item in _read(csv_file)] == [None, 3]
+
+
+def test_csv_records_too_big_to_parse_are_rows_of_their_own(tmp_path: Path) -> None:
+    """Each CSV record with a field over the csv module's limit is its own invalid row,
+    named by its line, so dedup cannot fold them into one."""
+    path = tmp_path / "targets.csv"
+    huge = b"a" * 140_000
+    path.write_bytes(
+        b"namespace,repository,tag\n" + b"".join(b"ns,r," + huge + b"\n" for _ in range(3))
+    )
+    items = _read(path)
+    assert len(items) == 3
+    assert all(isinstance(item, InvalidTarget) for item in items)
+    assert len({item.key for item in items}) == 3
+    assert [item.line for item in items if isinstance(item, InvalidTarget)] == [2, 3, 4]
+
+
+def test_cr_only_line_ends_do_not_merge_lines(tmp_path: Path) -> None:
+    """Lines ended by a lone CR (old Mac files) are separate references."""
+    path = tmp_path / "targets.txt"
+    path.write_bytes(b"ns/r:v1\rns/r:v2\rns/r:v3\r\nns/r:v4\r")
+    assert _read(path) == [Target("ns", "r", f"v{i}") for i in range(1, 5)]
+
+
+def test_interrupt_ends_a_read_blocked_on_a_pipe() -> None:
+    """A read of a pipe whose writer stays open ends as soon as interrupt() is called."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"ns/r:v1\n")
+    reader = iter_targets(f"/dev/fd/{read_end}")
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            list(reader)
+        except BaseException as exc:  # the interruption, as the thread sees it
+            errors.append(exc)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    thread.join(timeout=0.2)
+    assert thread.is_alive()  # blocked: the writer is still open
+    reader.interrupt()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert [type(e) for e in errors] == [ReadInterrupted]
+    reader.close()
+    os.close(read_end)
+    os.close(write_end)
+
+
+def test_interrupt_ends_reading_an_endless_device() -> None:
+    """/dev/zero (one endless line) is read until interrupt(), then the read ends."""
+    reader = iter_targets("/dev/zero")
+    done = threading.Event()
+
+    def consume() -> None:
+        with contextlib.suppress(ReadInterrupted):
+            list(reader)
+        done.set()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    assert not done.wait(0.2)
+    reader.interrupt()
+    assert done.wait(10)
+    thread.join()
+    reader.close()

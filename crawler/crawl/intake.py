@@ -8,23 +8,19 @@ pool through the same :class:`Intake` rules.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
 import anyio
-from anyio.abc import ObjectReceiveStream
-from anyio.lowlevel import current_token
 
 from crawler.crawl.retry import Failure
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, SeenSet, Target, in_shard
 
 INTAKE_BATCH = 2048
-INTAKE_THREAD = "swr-crawler-intake"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +66,8 @@ class Recorded(Protocol):
 class Intake:
     """Filters the raw input: drops duplicates, other shards' and already-recorded targets.
 
-    Runs in a worker thread; only the intake thread writes its counters.
+    Runs in a worker thread, one batch at a time: the counters are written by
+    that thread only while the event loop awaits the batch.
     """
 
     def __init__(
@@ -80,8 +77,11 @@ class Intake:
         *,
         shard: tuple[int, int] = (0, 1),
         recorded: Recorded | None = None,
+        interrupt: Callable[[], None] = lambda: None,
     ) -> None:
+        """``interrupt`` ends a read of ``items`` in progress in another thread."""
         self._items = iter(items)
+        self._interrupt = interrupt
         self._stats = stats
         self._shard = shard
         self._recorded = recorded
@@ -116,7 +116,7 @@ class Intake:
 
     def open(self) -> AbstractAsyncContextManager[AsyncIterable[Batch | BaseException]]:
         """The admitted items as a stream of batches, read in a thread."""
-        return _read_in_thread(self.batches())
+        return _read_in_thread(self.batches(), self._interrupt)
 
 
 class Source(Protocol):
@@ -127,31 +127,31 @@ class Source(Protocol):
 
 @asynccontextmanager
 async def _read_in_thread(
-    batches: Iterator[Batch],
-) -> AsyncIterator[ObjectReceiveStream[Batch | BaseException]]:
-    """Read ``batches`` in a daemon thread; yield a stream of them, or of the error that ended them.
+    batches: Iterator[Batch], interrupt: Callable[[], None]
+) -> AsyncIterator[AsyncIterator[Batch]]:
+    """Yield ``batches`` read one at a time in a worker thread.
 
-    Not an anyio worker thread: a read that never returns (stdin from a pipe
-    whose writer stays open) must neither hold up a stop nor keep the process
-    alive at exit, and a worker thread can be neither abandoned nor killed.
+    A stop cancels the wait for a batch at once (the thread is abandoned);
+    ``interrupt`` then ends the read it may still be in (a pipe whose writer
+    stays open, an endless device), so no thread outlives the run.
     """
-    send, receive = anyio.create_memory_object_stream[Batch | BaseException](1)
-    token = current_token()
-    gone = (anyio.RunFinishedError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+    try:
+        yield _Batches(batches)
+    finally:
+        interrupt()
 
-    def pump() -> None:
-        try:
-            for batch in batches:
-                anyio.from_thread.run(send.send, batch, token=token)
-        except gone:
-            pass
-        except BaseException as exc:  # handed to the event loop, raised there
-            with suppress(*gone):
-                anyio.from_thread.run(send.send, exc, token=token)
-        finally:
-            with suppress(*gone):
-                anyio.from_thread.run_sync(send.close, token=token)
 
-    threading.Thread(target=pump, name=INTAKE_THREAD, daemon=True).start()
-    with send, receive:  # closed here too: the thread may outlive the event loop
-        yield receive
+class _Batches:
+    """The async iterator of :func:`_read_in_thread` (a class: nothing to close if dropped)."""
+
+    def __init__(self, batches: Iterator[Batch]) -> None:
+        self._batches = batches
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    async def __anext__(self) -> Batch:
+        batch = await anyio.to_thread.run_sync(next, self._batches, None, abandon_on_cancel=True)
+        if batch is None:
+            raise StopAsyncIteration
+        return batch

@@ -36,6 +36,7 @@ from crawler.crawl.attempt import Attempts, Done, Failed
 from crawler.crawl.retry import Failure, failure_of
 from crawler.errors import AuthenticationFailed, ErrorKind
 from crawler.http.response import Response
+from crawler.targets import api_repository
 
 log = structlog.get_logger("crawler")
 
@@ -150,7 +151,7 @@ class OffsetPager:
 
 def repository_path(namespace: str, repository: str, version: str) -> str:
     """The tag-list path of a repository (``/`` in its name sent as ``$``)."""
-    return f"/{version}/manage/namespaces/{namespace}/repos/{repository.replace('/', '$')}/tags"
+    return f"/{version}/manage/namespaces/{namespace}/repos/{api_repository(repository)}/tags"
 
 
 def _v2_item(item: dict[str, Any]) -> dict[str, Any]:

@@ -118,12 +118,12 @@ class Crawler:
                 "error_kind": ErrorKind.INVALID_TARGET.value,
                 "http_status": None,
                 "error_code": None,
-                "error_msg": item.reason,
+                "error_msg": item.message,
                 "attempts": 0,
                 "failed_at": _now(),
             }
         )
-        log.info("crawl.target_invalid", source=item.source, reason=item.reason)
+        log.info("crawl.target_invalid", line=item.line, source=item.source, reason=item.reason)
 
     def _record_listing_error(self, item: ListingError) -> None:
         failure = item.failure

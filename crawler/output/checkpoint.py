@@ -125,7 +125,7 @@ class Recorded:
         """True if ``item`` already has a row (consumes one invalid-row credit)."""
         if not isinstance(item, InvalidTarget):
             return item.key in self.keys
-        hashed = invalid_hash(item.namespace, item.repository, item.tag, item.reason)
+        hashed = invalid_hash(item.namespace, item.repository, item.tag, item.message)
         if self.invalid[hashed] > 0:
             self.invalid[hashed] -= 1
             return True

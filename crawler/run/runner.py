@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import stat
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -147,11 +147,12 @@ async def _open_run(
 ) -> _Run:
     """Build every part of the run once; each clean-up goes on ``stack``."""
     targets_path: str | None = None
+    interrupt: Callable[[], None] = _nothing
     if items is None and not config.discover:
         targets_path = _check_targets_readable(config.targets)
         reader = iter_targets(targets_path, config.targets_format)
         stack.callback(reader.close)
-        items = reader
+        items, interrupt = reader, reader.interrupt
     out_dir = Path(config.out)
     transport = Transport(
         timeout=config.timeout,
@@ -199,7 +200,7 @@ async def _open_run(
         stats=stats,
     )
     recorded = checkpoint.recorded if config.resume else None
-    intake = Intake(items or (), stats, shard=config.shard, recorded=recorded)
+    intake = Intake(items or (), stats, shard=config.shard, recorded=recorded, interrupt=interrupt)
     discovery = None
     if config.discover:
         discoverer = Discoverer(
@@ -222,6 +223,10 @@ async def _open_run(
         fingerprint=fingerprint,
         run_id=run_id,
     )
+
+
+def _nothing() -> None:
+    """Interrupting items given in memory: nothing to do."""
 
 
 async def _shielded(close: Any) -> None:
