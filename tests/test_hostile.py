@@ -1,0 +1,303 @@
+"""End to end against a hostile server (tests/hostile.py) over real loopback sockets:
+secrets echoed back never reach a row, a log event or run.json; oversized answers are
+error rows; odd statuses are classified; TLS failures stop the run; proxies are used."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import anyio
+import pytest
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from tests.e2e_helpers import Outcome, crawl, iam_env
+from tests.hostile import Hostile, running_hostile
+
+pytestmark = pytest.mark.anyio
+
+#: A static token with characters that JSON, repr and URLs all escape.
+TOKEN = 'tok"LEAK\\q/+7=='
+#: A password with é, " and \ (the issue's example).
+PASSWORD = 'PWs\u00e9cret"77\\x'
+
+
+def spellings(secret: str) -> set[str]:
+    """The secret as a careless server or logger would write it (independent of the scrubber)."""
+    return {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        ascii(secret)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
+
+
+def assert_absent(secrets: Iterable[str], where: str, texts: Iterable[object]) -> None:
+    needles = {form for secret in secrets for form in spellings(secret)}
+    for text in texts:
+        found = sorted(n for n in needles if n in str(text))
+        assert not found, f"{found} leaked into {where}: {str(text)[:300]!r}"
+
+
+def texts_of(value: object) -> list[str]:
+    """Every string inside a value (a row, a log event), as it is: repr() would double
+    the backslashes and hide a leak from the search."""
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in texts_of(item)]
+    if isinstance(value, list | tuple | set):
+        return [text for item in value for text in texts_of(item)]
+    return [value if isinstance(value, str) else str(value)]
+
+
+def artefacts(outcome: Outcome, out: Path, events: list[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Every text a run leaves: error rows, tag rows, log events, run.json."""
+    return {
+        "errors": texts_of(outcome.errors.to_pylist()),
+        "tags": texts_of(outcome.tags.to_pylist()),
+        "logs": texts_of(events),
+        "run.json": [path.read_text() for path in out.glob("run*.json")],
+    }
+
+
+async def crawl_logged(
+    url: str, lines: list[str], out: Path, **settings: Any
+) -> tuple[Outcome, list[Mapping[str, Any]]]:
+    with capture_logs() as events:
+        outcome = await crawl(url, lines, out, **settings)
+    return outcome, events
+
+
+ECHOES = ["echo-json", "echo-escaped", "echo-html", "echo-repr", "echo-long", "redirect"]
+
+
+async def test_a_token_echoed_in_any_form_reaches_no_output(tmp_path: Path) -> None:
+    """Error bodies (JSON, \\u-escaped, HTML, repr, past the cut) and a Location quoting the
+    token: rows, logs and run.json hold none of its spellings, yet the messages remain."""
+    async with running_hostile() as server:
+        out = tmp_path / "out"
+        outcome, events = await crawl_logged(
+            server.url,
+            [f"ns/repo:{tag}" for tag in ECHOES],
+            out,
+            environ={"SWR_AUTH_TOKEN": TOKEN},
+            max_attempts=1,
+        )
+    rows = outcome.rows_by_key(outcome.errors)
+    assert len(rows) == len(ECHOES)
+    for where, texts in artefacts(outcome, out, events).items():
+        assert_absent([TOKEN], where, texts)
+    assert rows["ns/repo:echo-json"]["error_msg"] == "bad token *** here"
+    assert rows["ns/repo:echo-html"]["error_msg"].startswith("<html><body><h1>502</h1>")
+    assert "redirect to http://elsewhere.example/***" in rows["ns/repo:redirect"]["error_msg"]
+    assert any(e["event"] == "crawl.target_failed" for e in events)
+
+
+async def test_a_401_echoing_the_token_stops_the_run_and_leaks_nothing(tmp_path: Path) -> None:
+    """The refused token quoted back by the 401 is in neither the row, the logs nor run.json."""
+    async with running_hostile() as server:
+        out = tmp_path / "out"
+        outcome, events = await crawl_logged(
+            server.url, ["ns/repo:echo-401"], out, environ={"SWR_AUTH_TOKEN": TOKEN}
+        )
+    assert outcome.result.report.stop_reason == "unauthorized"
+    assert outcome.errors.column("error_msg").to_pylist() == ["Incorrect token ***"]
+    for where, texts in artefacts(outcome, out, events).items():
+        assert_absent([TOKEN], where, texts)
+
+
+async def test_iam_issued_tokens_and_the_password_are_scrubbed(tmp_path: Path) -> None:
+    """A token IAM issued, echoed by SWR, is scrubbed like a static one; so is the password."""
+    async with running_hostile() as server:
+        out = tmp_path / "out"
+        outcome, events = await crawl_logged(
+            server.url,
+            ["ns/repo:echo-json", "ns/repo:echo-html", "ns/repo:echo-repr"],
+            out,
+            environ=iam_env(server.url, PASSWORD),
+            max_attempts=1,
+        )
+        issued = list(server.issued)
+    assert issued, "the crawler logged in"
+    assert outcome.errors.num_rows == 3
+    for where, texts in artefacts(outcome, out, events).items():
+        assert_absent([*issued, PASSWORD], where, texts)
+
+
+async def test_a_refused_login_quoting_the_password_leaks_it_nowhere(tmp_path: Path) -> None:
+    """IAM's 401 quotes the password (é, " and \\ in it) raw, repr'd and JSON-escaped."""
+    async with running_hostile(Hostile(refuse_login=True)) as server:
+        out = tmp_path / "out"
+        outcome, events = await crawl_logged(
+            server.url, ["ns/repo:ok"], out, environ=iam_env(server.url, PASSWORD)
+        )
+    assert outcome.result.report.stop_reason == "unauthorized"
+    (message,) = outcome.errors.column("error_msg").to_pylist()
+    assert message.startswith("IAM password login failed: HTTP 401")
+    for where, texts in artefacts(outcome, out, events).items():
+        assert_absent([PASSWORD], where, texts)
+
+
+async def test_odd_statuses_are_classified(tmp_path: Path) -> None:
+    """3xx and 2xx other than 200 are unexpected_status, tried once; a 408 is a retried timeout."""
+    async with running_hostile() as server:
+        outcome = await crawl(
+            server.url,
+            ["ns/repo:redirect", "ns/repo:created", "ns/repo:empty", "ns/repo:timeout408"],
+            tmp_path / "out",
+            max_attempts=3,
+        )
+    rows = outcome.rows_by_key(outcome.errors)
+    kinds = {
+        key: (row["error_kind"], row["http_status"], row["attempts"]) for key, row in rows.items()
+    }
+    assert kinds == {
+        "ns/repo:redirect": ("unexpected_status", 302, 1),
+        "ns/repo:created": ("unexpected_status", 201, 1),
+        "ns/repo:empty": ("unexpected_status", 204, 1),
+        "ns/repo:timeout408": ("timeout", 408, 3),
+    }
+    assert "instead of 200" in rows["ns/repo:empty"]["error_msg"]
+    assert outcome.result.exit_code == 1
+
+
+async def test_oversized_answers_are_error_rows(tmp_path: Path) -> None:
+    """Announced, streamed endlessly, or a gzip bomb: each is a too_large row, tried once;
+    the rest is crawled."""
+    async with running_hostile() as server:
+        outcome = await crawl(
+            server.url,
+            ["ns/repo:huge", "ns/repo:endless", "ns/repo:bomb", "ns/repo:ok"],
+            tmp_path / "out",
+            max_body_bytes=1 << 20,
+            max_attempts=2,
+        )
+    rows = outcome.rows_by_key(outcome.errors)
+    for tag in ("huge", "endless", "bomb"):
+        row = rows[f"ns/repo:{tag}"]
+        assert (row["error_kind"], row["attempts"]) == ("too_large", 1), tag
+        assert "--max-body-bytes (1048576" in row["error_msg"]
+    assert outcome.tags.num_rows == 1
+
+
+async def test_a_huge_error_message_is_cut(tmp_path: Path) -> None:
+    """A 5 MB error_msg (under the body cap) is kept to its first 1000 characters."""
+    async with running_hostile() as server:
+        outcome = await crawl(server.url, ["ns/repo:big-msg"], tmp_path / "out")
+    assert outcome.errors.column("error_msg").to_pylist() == ["m" * 1000]
+
+
+async def test_the_iam_login_honours_the_timeout(tmp_path: Path) -> None:
+    """A login that gets no answer gives up after --timeout, with a readable message."""
+    async with running_hostile(Hostile(stall_login=True, stall_seconds=60)) as server:
+        started = anyio.current_time()
+        outcome = await crawl(
+            server.url,
+            ["ns/repo:ok"],
+            tmp_path / "out",
+            environ=iam_env(server.url, PASSWORD),
+            timeout=0.5,
+            max_attempts=2,
+        )
+        elapsed = anyio.current_time() - started
+    (row,) = outcome.errors.to_pylist()
+    assert row["error_kind"] == "network"
+    assert "IAM password login failed: no answer within the timeout of 0.5 s" in row["error_msg"]
+    assert elapsed < 10  # two logins of 0.5 s, not 2 x 30 s
+
+
+@asynccontextmanager
+async def tls_server(tmp_path: Path) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 whose certificate is self-signed (so it does not verify)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"id": 1})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    try:
+        yield f"https://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_certificate_that_does_not_verify_stops_the_run(tmp_path: Path) -> None:
+    """Not retried five times per target: the first failures stop the run, kind tls, exit 1."""
+    async with tls_server(tmp_path) as url:
+        outcome = await crawl(
+            url, [f"ns/repo:t{i}" for i in range(50)], tmp_path / "out", concurrency=2
+        )
+    report = outcome.result.report
+    assert (report.stop_reason, outcome.result.exit_code) == ("tls", 1)
+    kinds = set(outcome.errors.column("error_kind").to_pylist())
+    assert kinds == {"tls"}
+    assert outcome.errors.num_rows <= 4  # the requests in flight when the first failed
+    assert set(outcome.errors.column("attempts").to_pylist()) == {1}
+    assert "certificate verify failed" in outcome.errors.column("error_msg")[0].as_py()
+
+
+async def test_http_proxy_from_the_environment_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY carries every request, to an endpoint that does not even resolve."""
+    for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with running_hostile() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        outcome = await crawl("http://swr-api.proxied.invalid", ["ns/repo:ok"], tmp_path / "out")
+    assert outcome.tags.num_rows == 1
+    assert proxy.seen_paths == ["/v2/manage/namespaces/ns/repos/repo/tags/ok"]
+
+
+async def test_no_proxy_bypasses_the_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host named in NO_PROXY is reached directly, not through HTTP_PROXY."""
+    for name in ("no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with running_hostile() as server, running_hostile() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        outcome = await crawl(server.url, ["ns/repo:ok"], tmp_path / "out")
+    assert outcome.tags.num_rows == 1
+    assert (len(server.seen_paths), proxy.seen_paths) == (1, [])
