@@ -2,7 +2,7 @@
 
 Apart from the sandbox (which behaves like SWR), this one does what a broken
 or malicious server might. The tag of a tag-details request picks the
-behaviour (``ns/repo:<behaviour>``):
+behaviour (``ns/repo:<behaviour>``, or ``<behaviour>.<n>`` for more targets alike):
 
 =================  ==============================================================
 ``ok``             200 with a small tag object
@@ -67,7 +67,7 @@ class Hostile:
 
     async def tag(self, request: web.Request) -> web.StreamResponse:
         self.seen_paths.append(request.path)
-        behaviour = request.match_info["tag"]
+        behaviour = request.match_info["tag"].split(".")[0]  # "huge.2": "huge" again
         token = request.headers.get("X-Auth-Token", "")
         if behaviour == "ok":
             return web.Response(body=TAG_BODY.encode(), content_type="application/json")
