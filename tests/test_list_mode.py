@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -15,7 +16,7 @@ from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 from crawler.run.runner import RunResult, run_crawl
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
-from crawler.sandbox.lists import listed_without_manifest
+from crawler.sandbox.lists import list_repository_tags_v3, listed_without_manifest
 from crawler.sandbox.server import SandboxConfig, Stats, running_sandbox
 from tests.e2e_helpers import read_dataset
 
@@ -196,3 +197,30 @@ async def test_a_page_failing_for_good_is_an_error_row_and_resume_lists_it_again
     segments = [s["counts"]["requests_by_api"] for s in report["segments"]]
     assert report["counts"]["requests_by_api"]["tag_pages"] == sum(s["tag_pages"] for s in segments)
     assert segments[1]["tag_pages"] == 3  # the resume listed every repository again
+
+
+@pytest.mark.anyio
+async def test_pages_over_max_body_bytes_are_asked_for_in_smaller_sizes(tmp_path: Path) -> None:
+    """A page of manifests larger than --max-body-bytes is asked for again, smaller, from the
+    same marker: every row arrives, nothing is too_large."""
+    config = sandbox(namespaces=1, repos_per_namespace=2, tags_per_repo=60)
+    catalogue = Catalogue(11, 1, 2, 60)
+    bodies = [catalogue.body(*target) or b"" for target in catalogue.targets()]
+    namespace = catalogue.namespaces()[0]
+    page = orjson.dumps(
+        list_repository_tags_v3(
+            catalogue,
+            namespace,
+            catalogue.repositories(namespace)[0],
+            {"limit": "1000", "with_manifest": "true"},
+        )[1]
+    )
+    cap = max(1024, 12 * max(len(b) for b in bodies))
+    assert cap < len(page)  # a whole repository in one page would be too large
+    result, tags, errors, _, report = await discover_crawl(
+        config, tmp_path / "out", max_body_bytes=cap
+    )
+    assert (result.exit_code, report["complete"]) == (0, True)
+    assert set(rows_by_key(tags)) == {f"{ns}/{r}:{t}" for ns, r, t in catalogue.targets()}
+    assert errors.num_rows == 0
+    assert report["counts"]["requests_by_api"]["tag_pages"] > 2

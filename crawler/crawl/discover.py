@@ -22,7 +22,7 @@ incomplete.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +37,14 @@ from crawler.config import DISCOVER_MODES
 from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.intake import Batch, Intake, Item, Listed, ListingError
-from crawler.crawl.lister import PAGE_SIZE, Getter, Lister, ListingFailed, ListingStopped
+from crawler.crawl.lister import (
+    PAGE_SIZE,
+    Getter,
+    Lister,
+    ListingFailed,
+    ListingStopped,
+    TagPage,
+)
 from crawler.errors import AuthenticationFailed
 from crawler.output.normalize import API_FIELDS, tag_row_of
 from crawler.targets import Target, validate
@@ -53,6 +60,25 @@ def complete_item(item: dict[str, Any]) -> bool:
     """Whether a list item has every field ShowRepoTag has, and a manifest: then it is the row."""
     manifest = item.get("manifest")
     return item.keys() >= API_FIELDS and bool(manifest) and isinstance(manifest, str | dict)
+
+
+def page_items(
+    namespace: str, repository: str, page: TagPage, *, rows: bool = True
+) -> Iterator[Target | Listed]:
+    """What one tag page gives, item by item: with ``rows``, a :class:`Listed` (the
+    row, as ShowRepoTag's answer would make it) for each complete item; else, and for
+    an incomplete item, the :class:`Target` to fetch. Items whose tag name breaks the
+    naming rules are skipped."""
+    now = datetime.now(UTC)
+    for item in page.items:
+        tag = item.get("tag")
+        if not isinstance(tag, str) or validate(namespace, repository, tag) is not None:
+            continue
+        target = Target(namespace, repository, tag)
+        if rows and complete_item(item):
+            yield Listed(target, tag_row_of(namespace, repository, tag, item, now, page.attempts))
+        else:
+            yield target
 
 
 @dataclass(slots=True)
@@ -179,19 +205,11 @@ class Discoverer:
         stats = self.stats
         async with aclosing(self.lister.tags(namespace, repository, with_manifest=rows)) as pages:
             async for page in pages:
-                now = datetime.now(UTC)
-                for item in page.items:
-                    tag = item.get("tag")
-                    if not isinstance(tag, str) or validate(namespace, repository, tag) is not None:
-                        continue
+                for found in page_items(namespace, repository, page, rows=rows):
                     stats.tags += 1
-                    target = Target(namespace, repository, tag)
-                    if rows and complete_item(item):
-                        row = tag_row_of(namespace, repository, tag, item, now, page.attempts)
+                    if isinstance(found, Listed):
                         stats.rows_from_lists += 1
-                        await send.send(Listed(target, row))
-                    else:
-                        await send.send(target)
+                    await send.send(found)
 
     async def _failed(
         self,

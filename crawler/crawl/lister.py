@@ -41,6 +41,8 @@ from crawler.targets import api_repository
 log = structlog.get_logger("crawler")
 
 PAGE_SIZE = 1000  # the largest page the list APIs allow (their default is 100)
+#: The smallest page asked for when pages of manifests are over --max-body-bytes.
+MIN_PAGE_SIZE = 10
 
 #: The error code of the gateway's 404 for an API a region has not published.
 API_NOT_PUBLISHED = "APIG.0101"
@@ -229,6 +231,10 @@ class Lister:
                     body, spent = await self._v3_page(path, [*query, *pager.params()])
                 except _V3Unavailable:
                     break
+                except ListingFailed as exc:
+                    if _smaller_pages(pager, exc, path):
+                        continue
+                    raise
                 items = body.get("tags") if isinstance(body, dict) else None
                 page = [t for t in items or [] if isinstance(t, dict)]
                 yield TagPage(page, spent)
@@ -273,7 +279,12 @@ class Lister:
         pager = OffsetPager(self._page_size)
         seen: set[str] = set()
         while not pager.done:
-            body, spent = await self._get_json("tag_pages", path, [*order, *pager.params()])
+            try:
+                body, spent = await self._get_json("tag_pages", path, [*order, *pager.params()])
+            except ListingFailed as exc:
+                if _smaller_pages(pager, exc, path):
+                    continue
+                raise
             items = body if isinstance(body, list) else []
             page = [_v2_item(t) for t in items if isinstance(t, dict)]
             names = {str(t.get("tag")) for t in page}
@@ -297,6 +308,16 @@ class Lister:
                 raise AuthenticationFailed(f"listing {path}: {failure.reason()}")
             raise ListingFailed(failure, outcome.attempts)
         raise ListingStopped()
+
+
+def _smaller_pages(pager: MarkerPager | OffsetPager, exc: ListingFailed, path: str) -> bool:
+    """A page over ``--max-body-bytes`` (large manifests): ask for the same page in a
+    smaller size instead of giving up; False when pages cannot get smaller."""
+    if exc.failure.kind is not ErrorKind.TOO_LARGE or pager.limit <= MIN_PAGE_SIZE:
+        return False
+    pager.limit = max(MIN_PAGE_SIZE, pager.limit // 2)
+    log.warning("list.page_too_large", path=path, limit=pager.limit)
+    return True
 
 
 def _not_published(failure: Failure) -> bool:
