@@ -113,6 +113,9 @@ class CrawlConfig:
     dataset: str = setting(
         "", "Instead of --out: a snapshot dataset root; each run is its date's partition."
     )
+    spool: str = setting(
+        "", "With an s3:// --dataset: local directory where runs are staged before upload."
+    )
     snapshot_date: str | None = setting(
         None,
         "With --dataset: the snapshot's date, YYYY-MM-DD (default: today, UTC).",
@@ -300,6 +303,10 @@ def validate(config: CrawlConfig) -> None:
     """Reject settings no run could use, with a message naming the setting."""
     if bool(config.out) == bool(config.dataset):
         raise ConfigError("give --out DIR or --dataset ROOT (one of them)")
+    if "://" in config.out:
+        raise ConfigError(
+            "--out takes a local directory; for object storage use --dataset s3://bucket/prefix"
+        )
     if config.snapshot_date is not None:
         if not config.dataset:
             raise ConfigError("--snapshot-date only applies with --dataset")

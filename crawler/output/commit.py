@@ -62,45 +62,51 @@ def pending_commit(fs: pafs.FileSystem, staging: str) -> bool:
     return found
 
 
+@dataclass(frozen=True)
+class Place:
+    """A directory on a file system: where a run is staged, or a dataset's root."""
+
+    fs: pafs.FileSystem
+    path: str
+
+
 def commit(
-    fs: pafs.FileSystem,
-    root: str,
-    staging: str,
+    staging: Place,
+    root: Place,
     day: date,
     shard: tuple[int, int],
     run_id: str,
     sizes: Sizes,
 ) -> dict[str, list[str]]:
     """Publish the complete run in ``staging`` as the ``day`` snapshot; the names per dataset."""
-    if not pending_commit(fs, staging):
+    if not pending_commit(staging.fs, staging.path):
         names = {
-            name: _compact(fs, staging, name, schema, shard, run_id, sizes)
+            name: _compact(staging.fs, staging.path, name, schema, shard, run_id, sizes)
             for name, schema in _DATASETS
         }
         _write_whole(
-            fs,
-            f"{staging}/{COMMIT_FILE}",
+            staging.fs,
+            f"{staging.path}/{COMMIT_FILE}",
             orjson.dumps({"run_id": run_id, "files": names}),
         )
-    return finish(fs, root, staging, day, shard)
+    return finish(staging, root, day, shard)
 
 
-def finish(
-    fs: pafs.FileSystem, root: str, staging: str, day: date, shard: tuple[int, int]
-) -> dict[str, list[str]]:
+def finish(staging: Place, root: Place, day: date, shard: tuple[int, int]) -> dict[str, list[str]]:
     """Steps 2-5 of the module docstring, from ``staging/commit.json``; idempotent."""
-    manifest = orjson.loads(_read(fs, f"{staging}/{COMMIT_FILE}"))
+    manifest = orjson.loads(_read(staging.fs, f"{staging.path}/{COMMIT_FILE}"))
     names: dict[str, list[str]] = manifest["files"]
     run_id: str = manifest["run_id"]
+    fs = root.fs
     for dataset, files in names.items():
-        target = partition_dir(root, dataset, day)
+        target = partition_dir(root.path, dataset, day)
         fs.create_dir(target, recursive=True)
         for name in files:
-            source = f"{staging}/compact/{dataset}/{name}"
-            if fs.get_file_info(source).type == pafs.FileType.File:
-                fs.move(source, f"{target}/{name}")
+            source = f"{staging.path}/compact/{dataset}/{name}"
+            if staging.fs.get_file_info(source).type == pafs.FileType.File:
+                _move(staging.fs, source, fs, f"{target}/{name}")
         _sync(fs, target)
-        replaced = _replace(fs, target, set(files), shard)
+        replaced = _replace(fs, target, shard)
         log.info(
             "dataset.published",
             dataset=dataset,
@@ -108,13 +114,22 @@ def finish(
             files=len(files),
             replaced=replaced,
         )
-    run_file = f"{staging}/{run_file_name(shard)}"
-    if fs.get_file_info(run_file).type == pafs.FileType.File:
-        record = run_record_path(root, day, run_id + shard_suffix(shard))
+    run_file = f"{staging.path}/{run_file_name(shard)}"
+    if staging.fs.get_file_info(run_file).type == pafs.FileType.File:
+        record = run_record_path(root.path, day, run_id + shard_suffix(shard))
         fs.create_dir(record.rsplit("/", 1)[0], recursive=True)
-        _write_whole(fs, record, _read(fs, run_file))
-    fs.delete_dir(staging)
+        _write_whole(fs, record, _read(staging.fs, run_file))
+    staging.fs.delete_dir(staging.path)
     return names
+
+
+def _move(source_fs: pafs.FileSystem, source: str, fs: pafs.FileSystem, target: str) -> None:
+    """A rename on one file system; else one upload (whole when it appears), then a delete."""
+    if source_fs is fs:
+        fs.move(source, target)
+        return
+    pafs.copy_files(source, target, source_filesystem=source_fs, destination_filesystem=fs)
+    source_fs.delete_file(source)
 
 
 def _compact(
@@ -181,24 +196,34 @@ def _compact(
     return names
 
 
-def _replace(fs: pafs.FileSystem, partition: str, keep: set[str], shard: tuple[int, int]) -> int:
-    """Delete the partition's parts that the new run replaces; how many.
+def _replace(fs: pafs.FileSystem, partition: str, shard: tuple[int, int]) -> int:
+    """Delete the parts of every run but the newest in the partition; how many.
 
-    An unsharded run replaces every part of the date; shard I/N only the
+    The newest run is the one with the greatest run id (run ids begin with
+    the UTC start time): the run that started last wins. The rule needs no
+    lock, so two runs of one date publishing at once (two machines sharing an
+    object store, where no flock exists) still end with exactly one run's
+    rows, whichever order their steps interleave in: each deletes every run
+    older than the newest it sees, its own included if it lost.
+
+    An unsharded run considers every part of the date; shard I/N only the
     parts of shard I/N (the other shards publish their own).
     """
     suffix = shard_suffix(shard)
-    deleted = 0
+    parts: list[tuple[str, str]] = []
     for info in fs.get_file_info(pafs.FileSelector(partition, allow_not_found=True)):
         match = PART_RE.match(info.base_name)
-        if match is None or info.base_name in keep:
+        if match is None or (suffix and (match["shard"] or "") != suffix):
             continue
-        if suffix and (match["shard"] or "") != suffix:
-            continue
-        fs.delete_file(info.path)
-        deleted += 1
+        parts.append((match["run"], info.path))
+    if not parts:
+        return 0
+    newest = max(run for run, _ in parts)
+    old = [path for run, path in parts if run != newest]
+    for path in old:
+        fs.delete_file(path)
     _sync(fs, partition)
-    return deleted
+    return len(old)
 
 
 def _read(fs: pafs.FileSystem, path: str) -> bytes:

@@ -10,6 +10,7 @@ the date, one lock for the date from start to published, and the commit of
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -22,9 +23,8 @@ import pyarrow.fs as pafs
 import structlog
 
 from crawler.config import CrawlConfig
-from crawler.errors import ConfigError
 from crawler.output.checkpoint import run_file_name, shard_suffix
-from crawler.output.commit import Sizes, commit, finish, pending_commit
+from crawler.output.commit import Place, Sizes, commit, finish, pending_commit
 from crawler.output.dataset import (
     date_lock_path,
     parse_snapshot_date,
@@ -64,34 +64,50 @@ async def run_dataset(
     replaces the date's rows when it completes.
     """
     env = os.environ if environ is None else environ
-    if is_object_store(config.dataset):
-        raise ConfigError("--dataset on s3:// is not supported yet; use a local path")
-    fs, root = open_location(config.dataset, env)
+    fs, root_path = open_location(config.dataset, env)
+    root = Place(fs, root_path)
+    # On an object store a run is staged on a local disk (the spool) and its
+    # files are uploaded when it is published; locally it is staged in ROOT.
+    remote = is_object_store(config.dataset)
+    stage_root = spool_root(config, env) if remote else root_path
     day = snapshot_day(config, now)
     mark = shard_suffix(config.shard)
-    staging = staging_dir(root, day, mark)
-    lock_path = Path(date_lock_path(root, day, mark))
+    staging = Place(pafs.LocalFileSystem() if remote else fs, staging_dir(stage_root, day, mark))
+    lock_path = Path(date_lock_path(stage_root, day, mark))
     await anyio.to_thread.run_sync(lambda: lock_path.parent.mkdir(parents=True, exist_ok=True))
     with OutputLock(lock_path):
-        if pending_commit(fs, staging):
+        if await anyio.to_thread.run_sync(pending_commit, staging.fs, staging.path):
             log.info("dataset.commit_resumed", snapshot_date=day.isoformat())
-            await anyio.to_thread.run_sync(finish, fs, root, staging, day, config.shard)
-        staged = fs.get_file_info(staging).type != pafs.FileType.NotFound
-        if config.resume and not staged and _published(fs, root, day, mark):
-            log.info("dataset.already_published", snapshot_date=day.isoformat())
-            return None
-        run_config = dataclasses.replace(config, out=staging)
+            await anyio.to_thread.run_sync(finish, staging, root, day, config.shard)
+        staged = await anyio.to_thread.run_sync(os.path.exists, staging.path)
+        if config.resume and not staged:
+            published = await anyio.to_thread.run_sync(_published, fs, root_path, day, mark)
+            if published:
+                log.info("dataset.already_published", snapshot_date=day.isoformat())
+                return None
+        run_config = dataclasses.replace(config, out=staging.path)
         result = await run_crawl(
             run_config, environ=env, items=items, handle_signals=handle_signals
         )
         if result.report.complete:
-            run_file = Path(staging, run_file_name(config.shard))
+            run_file = Path(staging.path, run_file_name(config.shard))
             run_id = orjson.loads(await anyio.to_thread.run_sync(run_file.read_bytes))["run_id"]
             sizes = Sizes(config.file_rows, config.row_group_rows)
-            await anyio.to_thread.run_sync(
-                commit, fs, root, staging, day, config.shard, run_id, sizes
-            )
+            await anyio.to_thread.run_sync(commit, staging, root, day, config.shard, run_id, sizes)
         return result
+
+
+def spool_root(config: CrawlConfig, environ: Mapping[str, str]) -> str:
+    """The local directory where runs for an object-store dataset are staged.
+
+    ``--spool DIR``, else ``$XDG_CACHE_HOME/swr-crawler/spool`` (``~/.cache/...``);
+    one sub-directory per dataset location, so one spool serves many datasets.
+    """
+    base = config.spool or os.path.join(
+        environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "swr-crawler", "spool"
+    )
+    digest = hashlib.blake2b(config.dataset.rstrip("/").encode(), digest_size=8).hexdigest()
+    return os.path.join(base, digest)
 
 
 def _published(fs: pafs.FileSystem, root: str, day: date, mark: str) -> bool:
