@@ -7,6 +7,7 @@ from typing import Any
 
 import duckdb
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -176,3 +177,28 @@ def test_dataset_flags_are_checked(flags: dict[str, str], message: str) -> None:
     """--out xor --dataset; --snapshot-date only with --dataset, and a real YYYY-MM-DD."""
     with pytest.raises(ConfigError, match=message):
         build_config({"endpoint": "http://127.0.0.1:1", **flags}, environ={})
+
+
+def test_publication_keeps_only_the_newest_run_whoever_publishes(tmp_path: Path) -> None:
+    """Each publisher deletes the runs older than the newest present, its own if it lost."""
+    from crawler.output.commit import _replace
+
+    older, newer = "20261102T010000Z-ffffff", "20261102T020000Z-000000"
+    same_second = "20261102T020000Z-aaaaaa"
+    fs = pafs.LocalFileSystem()
+    for run in (older, newer):
+        (tmp_path / f"part-{run}-00001.parquet").write_bytes(b"x")
+    (tmp_path / f"part-{older}-s0of2-00001.parquet").write_bytes(b"x")
+
+    # The older run publishes after the newer one: it removes its own files.
+    assert _replace(fs, str(tmp_path), (0, 1), older) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"part-{newer}-00001.parquet"]
+
+    # A re-run started in the same second as the last run replaces it.
+    (tmp_path / f"part-{same_second}-00001.parquet").write_bytes(b"x")
+    assert _replace(fs, str(tmp_path), (0, 1), same_second) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [f"part-{same_second}-00001.parquet"]
+
+    # Shard 1/2 only ever touches shard 1/2's files.
+    (tmp_path / f"part-{older}-s1of2-00001.parquet").write_bytes(b"x")
+    assert _replace(fs, str(tmp_path), (1, 2), older) == 0

@@ -45,6 +45,8 @@ from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
 log = structlog.get_logger("crawler")
 
 COMMIT_FILE: Final = "commit.json"
+#: A run id's start time, to the second: ``YYYYMMDDTHHMMSSZ``.
+_SECOND: Final = len("20261127T073100Z")
 _DATASETS: Final = (("tags", TAGS_SCHEMA), ("errors", ERRORS_SCHEMA))
 
 
@@ -106,7 +108,7 @@ def finish(staging: Place, root: Place, day: date, shard: tuple[int, int]) -> di
             if staging.fs.get_file_info(source).type == pafs.FileType.File:
                 _move(staging.fs, source, fs, f"{target}/{name}")
         _sync(fs, target)
-        replaced = _replace(fs, target, shard)
+        replaced = _replace(fs, target, shard, run_id)
         log.info(
             "dataset.published",
             dataset=dataset,
@@ -196,15 +198,18 @@ def _compact(
     return names
 
 
-def _replace(fs: pafs.FileSystem, partition: str, shard: tuple[int, int]) -> int:
+def _replace(fs: pafs.FileSystem, partition: str, shard: tuple[int, int], run_id: str) -> int:
     """Delete the parts of every run but the newest in the partition; how many.
 
-    The newest run is the one with the greatest run id (run ids begin with
-    the UTC start time): the run that started last wins. The rule needs no
-    lock, so two runs of one date publishing at once (two machines sharing an
-    object store, where no flock exists) still end with exactly one run's
-    rows, whichever order their steps interleave in: each deletes every run
-    older than the newest it sees, its own included if it lost.
+    The newest run is the one that started last (run ids begin with the UTC
+    start time, to the second); among runs started in the same second the
+    one publishing now wins, so a quick re-run always replaces the run before
+    it. The rule needs no lock, so two runs of one date publishing at once
+    (two machines sharing an object store, where no flock exists) still end
+    with exactly one run's rows whichever order their steps interleave in:
+    each deletes every run older than the newest it sees, its own included
+    if it lost. (Two runs started in the same second *and* published at the
+    same moment could each delete the other's: the one case not covered.)
 
     An unsharded run considers every part of the date; shard I/N only the
     parts of shard I/N (the other shards publish their own).
@@ -219,6 +224,8 @@ def _replace(fs: pafs.FileSystem, partition: str, shard: tuple[int, int]) -> int
     if not parts:
         return 0
     newest = max(run for run, _ in parts)
+    if newest[:_SECOND] == run_id[:_SECOND]:
+        newest = run_id
     old = [path for run, path in parts if run != newest]
     for path in old:
         fs.delete_file(path)
