@@ -158,3 +158,19 @@ def test_iam_endpoint_with_a_path_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         auth_from_env({**IAM, "SWR_IAM_ENDPOINT": "https://iam.example.com/v3"}, region="r-1")
     assert "SWR_IAM_ENDPOINT" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SWR_AUTH_TOKEN": "tok\nen"},
+        {"CLOUD_SDK_AK": "AK\r\nX-Evil: 1", "CLOUD_SDK_SK": "sk"},
+        {"CLOUD_SDK_AK": "AK", "CLOUD_SDK_SK": "sk", "CLOUD_SDK_SECURITY_TOKEN": "st\x00"},
+    ],
+)
+def test_a_credential_that_cannot_be_a_header_is_a_config_error(env: dict[str, str]) -> None:
+    """A line break inside a header-bound credential is exit 2, not a failure per request."""
+    with pytest.raises(ConfigError) as info:
+        auth_from_env(env, region="cn-north-4")
+    assert "control character" in str(info.value)
+    assert all(value not in str(info.value) for value in env.values())

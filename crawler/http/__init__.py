@@ -1,1 +1,3 @@
-"""The one network seam: the HTTP client, credentials, the AK/SK signer, IAM login."""
+"""The one network seam: the transport (the only aiohttp user), the SWR client, the
+plain answer types, endpoint checks, secrets and their scrubber, credentials, the
+AK/SK signer and the IAM login."""

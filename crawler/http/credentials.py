@@ -242,6 +242,18 @@ def _env(environ: Mapping[str, str], name: str, *, strip: bool = True) -> str | 
     return value.strip() if strip else value
 
 
+def _header_value(environ: Mapping[str, str], name: str) -> str | None:
+    """A variable whose value is sent in a header: a line break or another control
+    character inside it would break the request (the value is not shown: a secret)."""
+    value = _env(environ, name)
+    if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigError(
+            f"{name} contains a line break or another control character: it cannot be sent"
+            " in an HTTP header (copied with a stray newline?)"
+        )
+    return value
+
+
 def _missing(names: Sequence[str], environ: Mapping[str, str]) -> list[str]:
     return [name for name in names if _env(environ, name) is None]
 
@@ -288,16 +300,16 @@ def auth_from_env(
     iam_set = any(_env(environ, n) is not None for n in (ENV_IAM_USER, ENV_IAM_PASSWORD))
     chosen: Auth
     if token_set:
-        chosen = StaticToken(_env(environ, ENV_TOKEN) or "", user_agent=user_agent)
+        chosen = StaticToken(_header_value(environ, ENV_TOKEN) or "", user_agent=user_agent)
     elif aksk_set:
         missing = _missing(aksk_names, environ)
         if missing:
             raise ConfigError(f"AK/SK credentials incomplete: {' and '.join(missing)} not set")
         chosen = AkSkSigner(
-            _env(environ, ENV_AK) or "",
+            _header_value(environ, ENV_AK) or "",
             _env(environ, ENV_SK) or "",
-            project_id=_env(environ, ENV_PROJECT_ID),
-            security_token=_env(environ, ENV_SECURITY_TOKEN),
+            project_id=_header_value(environ, ENV_PROJECT_ID),
+            security_token=_header_value(environ, ENV_SECURITY_TOKEN),
             now=now,
             user_agent=user_agent,
         )
