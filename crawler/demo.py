@@ -158,7 +158,7 @@ def demo_command(out: str, count: int, concurrency: int, rate: float, no_progres
 
 def _show_report(out_dir: Path) -> None:
     """What the crawl found, read back from the Parquet files: the report, and where it all is."""
-    from crawler.output.sink import atomic_write_bytes
+    from crawler.output.storage import write_atomic
     from crawler.report.html import render_html
     from crawler.report.summary import load_summary
     from crawler.report.text import full_lines
@@ -168,7 +168,7 @@ def _show_report(out_dir: Path) -> None:
     for line in full_lines(summary):
         click.echo(line)
     page = out_dir / "report.html"
-    atomic_write_bytes(page, render_html(summary, title="SWR inventory (demo sandbox)").encode())
+    write_atomic(page, render_html(summary, title="SWR inventory (demo sandbox)").encode())
     click.echo("")
     click.echo(f"tags:     {out_dir / 'tags'}/*.parquet")
     click.echo(f"errors:   {out_dir / 'errors'}/*.parquet")

@@ -24,7 +24,7 @@ from crawler.errors import ConfigError
 from crawler.output.dataset import partition_dir, split_snapshot_spec
 from crawler.output.objectstore import is_object_store, open_location
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
-from crawler.output.sink import atomic_write_bytes
+from crawler.output.storage import write_atomic
 
 EXIT_CHANGED = 1
 EXIT_USAGE = 2
@@ -79,7 +79,7 @@ def write_diff(diff: Diff, location: str, environ: Mapping[str, str]) -> list[st
                 stream.write(sink.getvalue())
         else:
             os.makedirs(path, exist_ok=True)
-            atomic_write_bytes(Path(target), sink.getvalue())
+            write_atomic(Path(target), sink.getvalue())
         written.append(target)
     return written
 

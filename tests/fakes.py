@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from crawler.output.rows import ErrorRow, TagRow
+
 
 class ListSink:
     """The pool's output, kept in lists."""
@@ -10,11 +12,11 @@ class ListSink:
         self.tags: list[dict[str, object]] = []
         self.errors: list[dict[str, object]] = []
 
-    def add_tag(self, row: dict[str, object]) -> None:
-        self.tags.append(row)
+    def add_tag(self, row: TagRow) -> None:
+        self.tags.append(row._asdict())
 
-    def add_error(self, row: dict[str, object]) -> None:
-        self.errors.append(row)
+    def add_error(self, row: ErrorRow) -> None:
+        self.errors.append(row._asdict())
 
     async def wait_for_room(self) -> None:
         return None

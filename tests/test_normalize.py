@@ -217,7 +217,7 @@ def _body(**fields: object) -> bytes:
     return json.dumps(fields).encode()
 
 
-def _row(body: bytes, **target: str) -> dict[str, object]:
+def _row(body: bytes, **target: str) -> dict[str, Any]:
     return tag_row(
         target.get("namespace", "ns"),
         target.get("repository", "repo"),
@@ -225,7 +225,7 @@ def _row(body: bytes, **target: str) -> dict[str, object]:
         body,
         FETCHED_AT,
         1,
-    )
+    )._asdict()
 
 
 # --- manifest_facts ---------------------------------------------------------------
@@ -503,7 +503,7 @@ def test_parse_timestamp_roundtrip(
 def test_tag_row_api_page_example() -> None:
     """The API page's example response becomes exactly the expected row."""
     row = tag_row("namespace", "busybox", "latest", API_PAGE_BODY, FETCHED_AT, 3)
-    assert row == {
+    assert row._asdict() == {
         "namespace": "namespace",
         "repository": "busybox",
         "tag": "latest",
@@ -742,9 +742,9 @@ def test_tag_row_fetched_at_normalised_to_utc() -> None:
     """An aware fetched_at in another zone is stored as the same instant in UTC."""
     local = FETCHED_AT.astimezone(timezone(timedelta(hours=8)))
     row = tag_row("ns", "repo", "v1", b"{}", local, 1)
-    assert row["fetched_at"] == FETCHED_AT
-    assert isinstance(row["fetched_at"], datetime)
-    assert row["fetched_at"].tzinfo is UTC
+    assert row.fetched_at == FETCHED_AT
+    assert isinstance(row.fetched_at, datetime)
+    assert row.fetched_at.tzinfo is UTC
 
 
 def test_tag_row_rejects_naive_fetched_at() -> None:

@@ -23,6 +23,7 @@ from crawler.crawl.pool import Crawler
 from crawler.crawl.retry import Failure, RetryPolicy, classify
 from crawler.errors import ErrorKind, TransportError
 from crawler.http.response import Response, error_fields
+from crawler.output.rows import TagRow
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, parse_reference
 from tests.fakes import ListSink
@@ -229,8 +230,8 @@ TARGET = Target("ns", "team/app", "v1")
 def test_classify_200_is_a_row_with_the_attempts() -> None:
     """A 200 with a JSON object becomes a tags row carrying the attempt count."""
     row = classify(Response(200, OK_BODY, None, None), TARGET, 3, NOW)
-    assert isinstance(row, dict)
-    assert (row["repository"], row["attempts"], row["fetched_at"]) == ("team/app", 3, NOW)
+    assert isinstance(row, TagRow)
+    assert (row.repository, row.attempts, row.fetched_at) == ("team/app", 3, NOW)
 
 
 @pytest.mark.parametrize(

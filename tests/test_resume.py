@@ -13,7 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.errors import ConfigError
-from crawler.output.checkpoint import count_rows, has_run, read_checkpoint
+from crawler.output.checkpoint import read_checkpoint
+from crawler.output.compat import has_run
+from crawler.output.counts import count_rows
+from crawler.output.layout import Layout
 from crawler.output.schema import ERRORS_SCHEMA, META_RUN_ID, META_SCHEMA_VERSION, TAGS_SCHEMA
 from crawler.output.schema import with_metadata as schema_with_metadata
 from crawler.sandbox.faults import FaultConfig
@@ -79,7 +82,7 @@ def test_checkpoint_records_tags_and_definitive_errors_and_drops_transient(tmp_p
     other_shard_tmp = tmp_path / "tags" / f".part-{RUN}-s1of2-00001.parquet.tmp"
     other_shard_tmp.write_bytes(b"another process's file")
 
-    checkpoint = read_checkpoint(tmp_path, (0, 1))
+    checkpoint = read_checkpoint(Layout(tmp_path))
 
     recorded = checkpoint.recorded
     for key in ("a/r:1", "a/g/r:2", "a/r:404"):
@@ -95,8 +98,8 @@ def test_checkpoint_records_tags_and_definitive_errors_and_drops_transient(tmp_p
     table = pq.read_table(kept)
     assert table.column("error_kind").to_pylist() == ["not_found", "invalid_target"]
     assert pq.read_schema(kept).metadata[META_RUN_ID] == RUN.encode()
-    assert count_rows(tmp_path, (0, 1)).errors == {"invalid_target": 1, "not_found": 1}
-    again = read_checkpoint(tmp_path, (0, 1))  # idempotent: nothing left to rewrite
+    assert count_rows(Layout(tmp_path)).errors == {"invalid_target": 1, "not_found": 1}
+    again = read_checkpoint(Layout(tmp_path))  # idempotent: nothing left to rewrite
     assert again.files_rewritten == 0
     assert again.errors_kept == 2
     assert again.tags_rows == 2
@@ -115,9 +118,9 @@ def test_crash_between_kept_and_delete_is_finished_by_the_next_resume(tmp_path: 
     )
     kept = original.with_name(original.name.replace(".parquet", ".kept.parquet"))
     pq.write_table(pq.read_table(original).slice(0, 1), kept)
-    assert count_rows(tmp_path, (0, 1)).errors == {"not_found": 1}  # the twin is counted once
+    assert count_rows(Layout(tmp_path)).errors == {"not_found": 1}  # the twin is counted once
 
-    checkpoint = read_checkpoint(tmp_path, (0, 1))
+    checkpoint = read_checkpoint(Layout(tmp_path))
 
     assert not original.exists()
     assert kept.exists()
@@ -131,7 +134,7 @@ def test_invalid_rows_are_skipped_as_many_times_as_recorded(tmp_path: Path) -> N
     """Invalid lines have no key in their row: the count of identical rows is what is skipped."""
     rows = [error_row(None, "invalid_target", "missing tag")] * 2
     write_part(tmp_path, "errors", 1, rows)
-    recorded = read_checkpoint(tmp_path, (0, 1)).recorded
+    recorded = read_checkpoint(Layout(tmp_path)).recorded
     line = InvalidTarget(None, None, None, "missing tag", "x")
     assert [recorded.holds(line), recorded.holds(line), recorded.holds(line)] == [True, True, False]
     assert not recorded.holds(InvalidTarget(None, None, None, "other reason", "y"))
@@ -144,15 +147,15 @@ def test_another_schema_version_in_a_file_is_refused(tmp_path: Path) -> None:
     meta = {**(table.schema.metadata or {}), META_SCHEMA_VERSION: b"999"}
     pq.write_table(table.replace_schema_metadata(meta), path)
     with pytest.raises(ConfigError, match="schema version 999"):
-        read_checkpoint(tmp_path, (0, 1))
+        read_checkpoint(Layout(tmp_path))
 
 
 def test_has_run_sees_run_files_and_parts_of_this_shard(tmp_path: Path) -> None:
     """A fresh run refuses an output holding a run; a shard only minds its own files."""
-    assert not has_run(tmp_path, (0, 1))
+    assert not has_run(Layout(tmp_path))
     write_part(tmp_path, "tags", 1, [tag_row("a/r:1")], run=RUN)
-    assert has_run(tmp_path, (0, 1))
-    assert not has_run(tmp_path, (1, 2))
+    assert has_run(Layout(tmp_path))
+    assert not has_run(Layout(tmp_path, (1, 2)))
 
 
 def test_resume_reads_a_million_recorded_rows_quickly(tmp_path: Path) -> None:
@@ -170,7 +173,7 @@ def test_resume_reads_a_million_recorded_rows_quickly(tmp_path: Path) -> None:
     (tmp_path / "tags").mkdir()
     pq.write_table(table, tmp_path / "tags" / f"part-{RUN}-00001.parquet")
     started = time.perf_counter()
-    checkpoint = read_checkpoint(tmp_path, (0, 1))
+    checkpoint = read_checkpoint(Layout(tmp_path))
     elapsed = time.perf_counter() - started
     print(f"\nresume read of {n} recorded rows: {elapsed:.2f} s")
     assert len(checkpoint.recorded) == n

@@ -40,7 +40,7 @@ def _write(path: Path, version: str, bodies: list[dict[str, object]]) -> None:
     """What crawler version ``version`` would have written: its schema's columns of each row."""
     schema = tags_schema(version)
     rows = [
-        tag_row("ns", "repo", str(body["tag"]), json.dumps(body).encode(), FETCHED_AT, 1)
+        tag_row("ns", "repo", str(body["tag"]), json.dumps(body).encode(), FETCHED_AT, 1)._asdict()
         for body in bodies
     ]
     table = pa.Table.from_pylist(rows, schema=TAGS_SCHEMA).select(schema.names)

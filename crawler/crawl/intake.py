@@ -17,6 +17,7 @@ from typing import Protocol
 import anyio
 
 from crawler.crawl.retry import Failure
+from crawler.output.rows import TagRow
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, SeenSet, Target, in_shard
 
@@ -28,7 +29,7 @@ class Listed:
     """A tag whose ``tags`` row a list page already gave (list mode): no request left."""
 
     target: Target
-    row: dict[str, object]
+    row: TagRow
 
     @property
     def key(self) -> str:
@@ -45,6 +46,11 @@ class ListingError:
     repository: str | None
     failure: Failure
     attempts: int
+
+    @property
+    def tag(self) -> None:
+        """A listing names no tag: its ``errors`` row has a null one."""
+        return None
 
     @property
     def key(self) -> str:

@@ -29,6 +29,7 @@ from crawler.crawl.intake import Listed, ListingError, Source
 from crawler.crawl.retry import Failure, classify
 from crawler.errors import DEFINITIVE_KINDS, FATAL_KINDS, ErrorKind
 from crawler.http.response import Response
+from crawler.output.rows import ErrorRow, TagRow, error_row
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target
 
@@ -44,9 +45,9 @@ class Fetcher(Protocol):
 class Sink(Protocol):
     """What the pool needs from the output."""
 
-    def add_tag(self, row: dict[str, object]) -> None: ...
+    def add_tag(self, row: TagRow) -> None: ...
 
-    def add_error(self, row: dict[str, object]) -> None: ...
+    def add_error(self, row: ErrorRow) -> None: ...
 
     async def wait_for_room(self) -> None: ...
 
@@ -111,17 +112,9 @@ class Crawler:
     def _record_invalid(self, item: InvalidTarget) -> None:
         self._stats.errors[ErrorKind.INVALID_TARGET] += 1
         self._sink.add_error(
-            {
-                "namespace": item.namespace,
-                "repository": item.repository,
-                "tag": item.tag,
-                "error_kind": ErrorKind.INVALID_TARGET.value,
-                "http_status": None,
-                "error_code": None,
-                "error_msg": item.message,
-                "attempts": 0,
-                "failed_at": _now(),
-            }
+            error_row(
+                item, ErrorKind.INVALID_TARGET, attempts=0, failed_at=_now(), error_msg=item.message
+            )
         )
         log.info("crawl.target_invalid", line=item.line, source=item.source, reason=item.reason)
 
@@ -129,17 +122,15 @@ class Crawler:
         failure = item.failure
         self._stats.errors[failure.kind] += 1
         self._sink.add_error(
-            {
-                "namespace": item.namespace,
-                "repository": item.repository,
-                "tag": None,
-                "error_kind": failure.kind.value,
-                "http_status": failure.http_status,
-                "error_code": failure.error_code,
-                "error_msg": failure.error_msg,
-                "attempts": item.attempts,
-                "failed_at": _now(),
-            }
+            error_row(
+                item,
+                failure.kind,
+                attempts=item.attempts,
+                failed_at=_now(),
+                http_status=failure.http_status,
+                error_code=failure.error_code,
+                error_msg=failure.error_msg,
+            )
         )
         log.warning(
             "crawl.listing_failed",
@@ -173,7 +164,7 @@ class Crawler:
     async def crawl_one(self, target: Target) -> None:
         """Fetch one target with ShowRepoTag and record its row (nothing if the run stops)."""
 
-        def judge(outcome: Response | Failure, attempts: int) -> dict[str, object] | Failure:
+        def judge(outcome: Response | Failure, attempts: int) -> TagRow | Failure:
             return classify(outcome, target, attempts, _now())
 
         outcome = await self._attempts.run(
@@ -197,17 +188,15 @@ class Crawler:
         kind = failure.kind
         self._stats.errors[kind] += 1
         self._sink.add_error(
-            {
-                "namespace": target.namespace,
-                "repository": target.repository,
-                "tag": target.tag,
-                "error_kind": kind.value,
-                "http_status": failure.http_status,
-                "error_code": failure.error_code,
-                "error_msg": failure.error_msg,
-                "attempts": attempts,
-                "failed_at": _now(),
-            }
+            error_row(
+                target,
+                kind,
+                attempts=attempts,
+                failed_at=_now(),
+                http_status=failure.http_status,
+                error_code=failure.error_code,
+                error_msg=failure.error_msg,
+            )
         )
         level = log.info if kind in DEFINITIVE_KINDS else log.warning
         level(

@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from crawler.errors import RETRYABLE_KINDS, ErrorKind, kind_for_status
 from crawler.http.response import Response
 from crawler.output.normalize import DecodeError, tag_row
+from crawler.output.rows import TagRow
 from crawler.targets import Target
 
 __all__ = [
@@ -121,7 +122,7 @@ class Failure:
 
 def classify(
     outcome: Response | Failure, target: Target, attempts: int, now: datetime
-) -> dict[str, object] | Failure:
+) -> TagRow | Failure:
     """The ``tags`` row a ShowRepoTag answer makes, or the failure it is. Pure."""
     if isinstance(outcome, Failure):
         return outcome

@@ -15,10 +15,8 @@ IAM issues is handed to the transport's scrubber before it is used.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +32,7 @@ from crawler.errors import ErrorKind, IamLoginFailed, IamUnavailable, TransportE
 from crawler.http.response import error_fields
 from crawler.http.secrets import TOKEN_HEADER, Secret, token_headers, utc_now
 from crawler.http.transport import Transport
+from crawler.output.storage import write_atomic
 
 __all__ = ["DEFAULT_IAM_ENDPOINT", "IamPasswordLogin"]
 
@@ -411,17 +410,7 @@ class IamPasswordLogin:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable by the owner only (0600)."""
-    # mkstemp creates the file 0600 from the start: the token is never
-    # readable by others, not even between create and rename.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` whole or not at all, readable by the owner only (0600)."""
+    # Created 0600 from the start: the token is never readable by others,
+    # not even between create and rename.
+    write_atomic(path, text.encode(), mode=0o600)

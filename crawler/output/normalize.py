@@ -34,6 +34,8 @@ from typing import Final, NamedTuple
 
 import orjson
 
+from crawler.output.rows import TagRow
+
 __all__ = [
     "DecodeError",
     "ManifestFacts",
@@ -396,8 +398,8 @@ def tag_row(
     body: bytes,
     fetched_at: datetime,
     attempts: int,
-) -> dict[str, object]:
-    """One ``tags`` row, keyed exactly by ``crawler.output.schema.TAGS_COLUMNS``, in order.
+) -> TagRow:
+    """One ``tags`` row (:class:`~crawler.output.rows.TagRow`: the schema's columns, in order).
 
     ``namespace``/``repository``/``tag`` come from the target (repository with
     ``/``), not from the body. Fields the API page does not document go into
@@ -417,7 +419,7 @@ def tag_row_of(
     data: dict[str, object],
     fetched_at: datetime,
     attempts: int,
-) -> dict[str, object]:
+) -> TagRow:
     """:func:`tag_row` of an answer already decoded: a ShowRepoTag object, or an
     item of a tag list page, which has the same fields (list mode)."""
     get = data.get
@@ -439,33 +441,33 @@ def tag_row_of(
             raise TypeError("fetched_at must be timezone-aware")
         fetched_at = fetched_at.astimezone(UTC)
 
-    return {
-        "namespace": namespace,
-        "repository": repository,
-        "tag": tag,
-        "id": _to_int(get("id"), INT64_MIN, INT64_MAX),
-        "repo_id": _to_int(get("repo_id"), INT64_MIN, INT64_MAX),
-        "image_id": _to_str(get("image_id")),
-        "digest": _to_str(get("digest")),
-        "path": _to_str(get("path")),
-        "internal_path": _to_str(get("internal_path")),
-        "domain_id": _to_str(get("domain_id")),
-        "schema": _to_int(get("schema"), INT32_MIN, INT32_MAX),
-        "tag_type": _to_int(get("tag_type"), INT32_MIN, INT32_MAX),
-        "size": _to_int(get("size"), 0, INT64_MAX),
-        "is_trusted": _to_bool(get("is_trusted")),
-        "created": parse_timestamp(get("created")),
-        "updated": parse_timestamp(get("updated")),
-        "manifest": manifest,
-        "manifest_media_type": facts.media_type,
-        "config_digest": facts.config_digest,
-        "layer_count": facts.layer_count,
-        "layers_size": facts.layers_size,
-        "platforms": facts.platforms,
-        "fetched_at": fetched_at,
-        "attempts": attempts,
-        "extra": _extra(data),
-    }
+    return TagRow(
+        namespace=namespace,
+        repository=repository,
+        tag=tag,
+        id=_to_int(get("id"), INT64_MIN, INT64_MAX),
+        repo_id=_to_int(get("repo_id"), INT64_MIN, INT64_MAX),
+        image_id=_to_str(get("image_id")),
+        digest=_to_str(get("digest")),
+        path=_to_str(get("path")),
+        internal_path=_to_str(get("internal_path")),
+        domain_id=_to_str(get("domain_id")),
+        schema=_to_int(get("schema"), INT32_MIN, INT32_MAX),
+        tag_type=_to_int(get("tag_type"), INT32_MIN, INT32_MAX),
+        size=_to_int(get("size"), 0, INT64_MAX),
+        is_trusted=_to_bool(get("is_trusted")),
+        created=parse_timestamp(get("created")),
+        updated=parse_timestamp(get("updated")),
+        manifest=manifest,
+        manifest_media_type=facts.media_type,
+        config_digest=facts.config_digest,
+        layer_count=facts.layer_count,
+        layers_size=facts.layers_size,
+        platforms=facts.platforms,
+        fetched_at=fetched_at,
+        attempts=attempts,
+        extra=_extra(data),
+    )
 
 
 def _extra(data: dict[str, object]) -> str | None:

@@ -1,33 +1,36 @@
-"""Parquet output: rows buffered in memory, written in row groups, committed atomically.
+"""Parquet output: rows buffered in memory, written in row groups, published atomically.
 
-A dataset (``tags`` or ``errors``) is a directory of ``part-*.parquet`` files.
-A file is written under a hidden temporary name (``.part-*.parquet.tmp``,
-which no ``*.parquet`` glob matches), fsync'd, renamed to its final name and
-the directory fsync'd: a reader, or a crash at any moment, never sees a
-half-written ``.parquet``. A file is committed when it holds ``file_rows``
-rows or when its oldest row has waited ``commit_seconds``, so a kill loses at
-most that much work (``--resume`` fetches it again).
+A dataset (``tags`` or ``errors``) is a directory of part files named by
+:mod:`crawler.output.layout`. A file is written through
+:meth:`Storage.create <crawler.output.storage.Storage.create>`: hidden until
+it is complete, then published whole (see :mod:`crawler.output.storage`), so
+a reader, or a crash at any moment, never sees a half-written ``.parquet``.
+A file is published when it holds ``file_rows`` rows or when its oldest row
+has waited ``commit_seconds``, so a kill loses at most that much work
+(``--resume`` fetches it again).
 
 Parquet encoding runs in a worker thread (``anyio.to_thread``), one batch at a
 time, so the event loop keeps serving requests while a row group is written.
 
-Memory stays flat whatever the number of targets: rows are buffered column by
-column (one list per schema column, not a list of dicts: appending is as cheap,
-and ``from_pydict`` converts columns about twice as fast as ``from_pylist``
-walks dicts), and handed to the writer thread every :data:`CONVERT_ROWS`,
-which turns them into an Arrow record batch (a tags row is ~2.8 KB of Python
-objects, ~1.9 KB of Arrow) and writes a row group once :data:`ROW_GROUP_ROWS`
-have gathered. Arrow's allocator is asked to give freed memory back after
-each write.
+Memory stays bounded whatever the number of targets and whatever the size
+of a value: rows (:mod:`crawler.output.rows`) are buffered column by column
+(one list per schema column: appending is cheap, and ``from_pydict``
+converts columns about twice as fast as ``from_pylist`` walks dicts), and
+handed to the writer thread every :data:`CONVERT_ROWS` rows or
+:data:`CONVERT_BYTES` of text, whichever comes first. The writer turns them
+into Arrow (a column over 2 GiB becomes several chunks, which is fine) and
+writes a row group once :data:`ROW_GROUP_ROWS` rows or
+:data:`ROW_GROUP_BYTES` have gathered. Workers wait while more than
+:data:`MAX_BUFFERED_ROWS` rows or :data:`MAX_BUFFERED_BYTES` are buffered.
+Arrow's allocator is asked to give freed memory back after each row group.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
-from pathlib import Path
+from operator import itemgetter
 from typing import Any
 
 import anyio
@@ -35,53 +38,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
+from crawler.output.layout import Layout, part_file
+from crawler.output.rows import ErrorRow, TagRow
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
+from crawler.output.storage import AtomicFile, LocalStorage, Storage
 
 log = structlog.get_logger("crawler")
 
-#: Rows per row group (~8 MB of Arrow data for tags with manifests, ~2 MB in zstd).
+#: Rows per row group (~8 MB of Arrow data for tags with typical manifests, ~2 MB in zstd).
 ROW_GROUP_ROWS = 4_096
+#: A row group is written sooner once its text values reach this many bytes.
+ROW_GROUP_BYTES = 64 * 2**20
 #: Rows buffered on the event loop before the writer thread converts them to Arrow.
 CONVERT_ROWS = 1_024
+#: ... or bytes of text buffered (huge manifests), whichever comes first.
+CONVERT_BYTES = 16 * 2**20
 #: Rows buffered before a worker waits for the writer to catch up.
 MAX_BUFFERED_ROWS = 8 * CONVERT_ROWS
+#: Bytes of text buffered before a worker waits for the writer to catch up.
+MAX_BUFFERED_BYTES = 4 * CONVERT_BYTES
 
 #: Buffered rows: column name -> values, in schema order.
 Columns = dict[str, list[Any]]
-TMP_PREFIX = ".part-"
-TMP_SUFFIX = ".tmp"
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """Make a fully written ``tmp`` visible as ``final``: fsync, rename, fsync the directory."""
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(final)
-    fsync_dir(final.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no stray temporary file
-        raise
-    fsync_dir(path.parent)
+def _text_columns(schema: pa.Schema) -> tuple[int, ...]:
+    """Positions of the string columns: the only values that can be large."""
+    return tuple(i for i, f in enumerate(schema) if pa.types.is_string(f.type))
 
 
 class Dataset:
@@ -93,55 +76,74 @@ class Dataset:
 
     def __init__(
         self,
-        directory: Path,
+        directory: str,
+        row_type: type[TagRow] | type[ErrorRow],
         schema: pa.Schema,
         file_stem: str,
         *,
         file_rows: int,
+        storage: Storage | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if tuple(row_type._fields) != tuple(schema.names):
+            raise ValueError(f"{row_type.__name__} fields are not the columns of its schema")
         self.directory = directory
         self.schema = schema
+        self._storage: Storage = storage if storage is not None else LocalStorage()
         self._file_stem = file_stem
         self._file_rows = file_rows
         self._clock = clock
+        self._text_positions = _text_columns(schema)
+        self._text = itemgetter(*_text_columns(schema))
         self._pending: Columns = self._empty()
+        self._lists = list(self._pending.values())
         self._buffered = 0
+        self._buffered_bytes = 0
         # Writer-thread side: converted rows not yet written as a row group.
         self._batches: list[pa.RecordBatch] = []
         self._batched = 0
+        self._batched_bytes = 0
         self._pending_since: float | None = None
         self._open_since: float | None = None
         self._writer: pq.ParquetWriter | None = None
-        self._tmp: Path | None = None
-        self._final: Path | None = None
+        self._file: AtomicFile | None = None
+        self._name: str | None = None
         self._rows_in_file = 0
         self._seq = 0
+        self._made_dir = False
         self.rows_committed = 0
-        self.files: list[Path] = []
+        self.files: list[str] = []
+        """Names of the files this dataset published, in order."""
 
     def _empty(self) -> Columns:
         return {name: [] for name in self.schema.names}
 
     # --- event loop side -------------------------------------------------
-    def add(self, row: Mapping[str, Any]) -> None:
-        """Buffer one row (a mapping by column name; a missing column is null)."""
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Buffer one row (a :mod:`crawler.output.rows` tuple of this dataset's kind)."""
         if self._pending_since is None:
             self._pending_since = self._clock()
-        get = row.get
-        for name, values in self._pending.items():
-            values.append(get(name))
+        for values, value in zip(self._lists, row, strict=True):
+            values.append(value)
         self._buffered += 1
+        self._buffered_bytes += sum(map(len, filter(None, self._text(row))))
 
     @property
     def buffered(self) -> int:
         """Rows not yet handed to the writer thread."""
         return self._buffered
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Characters of text in the rows not yet handed to the writer thread."""
+        return self._buffered_bytes
+
     def take(self) -> tuple[Columns, float | None]:
         """Hand the buffered rows (and when the oldest arrived) to the writer thread."""
         rows, since = self._pending, self._pending_since
-        self._pending, self._pending_since, self._buffered = self._empty(), None, 0
+        self._pending, self._pending_since = self._empty(), None
+        self._lists = list(self._pending.values())
+        self._buffered = self._buffered_bytes = 0
         return rows, since
 
     def uncommitted_age(self) -> float:
@@ -158,19 +160,21 @@ class Dataset:
         ``commit``. ``rows`` is emptied once converted, so its Python objects
         are freed at once.
         """
-        batch = pa.RecordBatch.from_pydict(rows, schema=self.schema)
+        # A Table, not a RecordBatch: a column over 2 GiB comes back chunked.
+        table = pa.Table.from_pydict(rows, schema=self.schema)
         for values in rows.values():
             values.clear()
-        if batch.num_rows:
+        if table.num_rows:
             if self._writer is None:
                 self._open(since)
-            self._batches.append(batch)
-            self._batched += batch.num_rows
-        del batch
-        due = self._batched >= ROW_GROUP_ROWS
+            self._batches += table.to_batches()
+            self._batched += table.num_rows
+            self._batched_bytes += sum(table.column(i).nbytes for i in self._text_positions)
+        del table
+        due = self._batched >= ROW_GROUP_ROWS or self._batched_bytes >= ROW_GROUP_BYTES
         if commit or due or self._rows_in_file + self._batched >= self._file_rows:
             self._append(pa.Table.from_batches(self._batches, schema=self.schema), since)
-            self._batches, self._batched = [], 0
+            self._batches, self._batched, self._batched_bytes = [], 0, 0
             # Arrow's allocator keeps freed memory for reuse; without this the
             # encoding buffers of a row group stayed resident (~50 MB of RSS).
             # Once a row group, not once a batch: a call costs ~20 ms.
@@ -192,38 +196,46 @@ class Dataset:
                 self._publish()
 
     def _open(self, since: float | None) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._made_dir:
+            self._storage.make_dirs(self.directory)
+            self._made_dir = True
         self._seq += 1
-        name = f"{self._file_stem}-{self._seq:05d}.parquet"
-        self._final = self.directory / name
-        self._tmp = self.directory / f".{name}{TMP_SUFFIX}"
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._name = part_file(self._file_stem, self._seq)
+        self._file = self._storage.create(self._storage.join(self.directory, self._name))
+        try:
+            self._writer = pq.ParquetWriter(self._file.stream, self.schema, compression="zstd")
+        except BaseException:
+            self._file.discard()
+            self._file = None
+            raise
         self._rows_in_file = 0
         self._open_since = since if since is not None else self._clock()
 
     def _publish(self) -> None:
         assert self._writer is not None
-        assert self._tmp is not None
-        assert self._final is not None
+        assert self._file is not None
+        assert self._name is not None
         self._writer.close()
         self._writer = None
-        publish(self._tmp, self._final)
+        file, self._file = self._file, None
+        file.commit()
         self.rows_committed += self._rows_in_file
-        self.files.append(self._final)
-        self._tmp = self._final = None
+        self.files.append(self._name)
+        self._name = None
         self._open_since = None
 
     def abort(self) -> None:
         """Drop the open temporary file after a hard stop; published files stay."""
-        self._batches, self._batched = [], 0
+        self._batches, self._batched, self._batched_bytes = [], 0, 0
         writer, self._writer = self._writer, None
+        file, self._file = self._file, None
+        self._name = None
         try:
             if writer is not None:
                 writer.close()
         finally:
-            if self._tmp is not None:
-                self._tmp.unlink(missing_ok=True)
-            self._tmp = self._final = None
+            if file is not None:
+                file.discard()
 
 
 class OutputWriter:
@@ -236,26 +248,30 @@ class OutputWriter:
 
     def __init__(
         self,
-        out_dir: Path,
+        layout: Layout,
         run_id: str,
         *,
-        file_stem: str,
         commit_seconds: float,
         file_rows: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        stem = layout.part_stem(run_id)
         self.tags = Dataset(
-            out_dir / "tags",
+            layout.dataset_dir("tags"),
+            TagRow,
             with_metadata(TAGS_SCHEMA, run_id),
-            file_stem,
+            stem,
             file_rows=file_rows,
+            storage=layout.storage,
             clock=clock,
         )
         self.errors = Dataset(
-            out_dir / "errors",
+            layout.dataset_dir("errors"),
+            ErrorRow,
             with_metadata(ERRORS_SCHEMA, run_id),
-            file_stem,
+            stem,
             file_rows=file_rows,
+            storage=layout.storage,
             clock=clock,
         )
         self._commit_seconds = commit_seconds
@@ -264,21 +280,29 @@ class OutputWriter:
         self._room.set()
         self._lock = anyio.Lock()
 
-    def add_tag(self, row: Mapping[str, Any]) -> None:
+    def add_tag(self, row: TagRow) -> None:
         """Buffer one ``tags`` row."""
-        self.tags.add(row)
-        if self.tags.buffered >= CONVERT_ROWS:
+        self._added(self.tags, row)
+
+    def add_error(self, row: ErrorRow) -> None:
+        """Buffer one ``errors`` row."""
+        self._added(self.errors, row)
+
+    def _added(self, dataset: Dataset, row: tuple[Any, ...]) -> None:
+        dataset.add(row)
+        if _ready(dataset):
             self._wake.set()
 
-    def add_error(self, row: Mapping[str, Any]) -> None:
-        """Buffer one ``errors`` row."""
-        self.errors.add(row)
-        if self.errors.buffered >= CONVERT_ROWS:
-            self._wake.set()
+    def _full(self) -> bool:
+        tags, errors = self.tags, self.errors
+        return (
+            tags.buffered + errors.buffered >= MAX_BUFFERED_ROWS
+            or tags.buffered_bytes + errors.buffered_bytes >= MAX_BUFFERED_BYTES
+        )
 
     async def wait_for_room(self) -> None:
         """Wait while the writer is far behind (bounded memory)."""
-        if self.tags.buffered + self.errors.buffered >= MAX_BUFFERED_ROWS:
+        if self._full():
             # One event for every waiter: replacing one that others already
             # wait on would leave them waiting for good.
             if self._room.is_set():
@@ -300,7 +324,7 @@ class OutputWriter:
         async with self._lock:
             for dataset in (self.tags, self.errors):
                 commit = force or dataset.uncommitted_age() >= self._commit_seconds
-                if commit or dataset.buffered >= CONVERT_ROWS:
+                if commit or _ready(dataset):
                     rows, since = dataset.take()
                     await anyio.to_thread.run_sync(
                         partial(dataset.write, rows, since, commit=commit)
@@ -316,3 +340,8 @@ class OutputWriter:
         """Hard stop: drop unpublished rows, remove temporary files."""
         self.tags.abort()
         self.errors.abort()
+
+
+def _ready(dataset: Dataset) -> bool:
+    """Whether ``dataset`` has buffered enough to hand to the writer thread."""
+    return dataset.buffered >= CONVERT_ROWS or dataset.buffered_bytes >= CONVERT_BYTES

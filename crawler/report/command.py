@@ -33,7 +33,7 @@ def report_command(out: Path, html_file: Path | None) -> None:
     """
     import pyarrow as pa
 
-    from crawler.output.sink import atomic_write_bytes
+    from crawler.output.storage import write_atomic
     from crawler.report.html import render_html
     from crawler.report.summary import load_summary
     from crawler.report.text import full_lines
@@ -48,7 +48,7 @@ def report_command(out: Path, html_file: Path | None) -> None:
         click.echo(line)
     if html_file is not None:
         try:
-            atomic_write_bytes(html_file, render_html(summary).encode())
+            write_atomic(html_file, render_html(summary).encode())
         except OSError as exc:
             fail_usage(f"html {html_file}: {exc.strerror or exc}")
         click.echo(f"\nHTML report: {html_file}")

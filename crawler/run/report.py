@@ -6,11 +6,9 @@ credential (the configuration object has no field for one).
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -19,19 +17,12 @@ from crawler import __version__
 from crawler.config import CrawlConfig
 from crawler.crawl.limits import GatewayLimit
 from crawler.errors import DEFINITIVE_KINDS
-from crawler.output.checkpoint import DatasetCounts
+from crawler.output.counts import DatasetCounts
+from crawler.output.layout import Layout
 from crawler.output.schema import SCHEMA_VERSION
-from crawler.output.sink import atomic_write_bytes
 from crawler.run.stats import RunStats
 
-RUN_FILE = "run.json"
 SEGMENT_KEYS = ("run_id", "started_at", "ended_at", "complete", "stop_reason", "counts", "files")
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """A sortable, unique run id such as ``20261127T073100Z-3fa9c1``."""
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 #: Counters that add up over the segments of a resumed run.
@@ -69,7 +60,6 @@ class RunReport:
     targets_sha256: str | None = None
     totals: DatasetCounts | None = None
     """What every segment's published files hold (set by the runner)."""
-    run_file: str = RUN_FILE
     run_files: dict[str, list[str]] | None = None
     """Every published file of the run, all segments (set by the runner at the end)."""
     monotonic_start: float = 0.0
@@ -179,10 +169,11 @@ class RunReport:
         """The run file's bytes, as of now (build it on the event loop: it reads live counters)."""
         return orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2) + b"\n"
 
-    def write(self, out_dir: Path, document: bytes | None = None) -> Path:
-        """Write the run file atomically (``document`` if given, else built now)."""
-        path = out_dir / self.run_file
-        atomic_write_bytes(path, self.document() if document is None else document)
+    def write(self, layout: Layout, document: bytes | None = None) -> str:
+        """Write the run file whole or not at all (``document`` if given, else built now)."""
+        path = layout.run_file()
+        with layout.storage.create(path) as file:
+            file.stream.write(self.document() if document is None else document)
         return path
 
     def summary_lines(self) -> list[str]:

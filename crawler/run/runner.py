@@ -37,24 +37,20 @@ from crawler.http.client import SwrClient
 from crawler.http.credentials import Auth, auth_from_env
 from crawler.http.endpoint import parse_endpoint
 from crawler.http.transport import Transport
-from crawler.output.checkpoint import (
-    DATASETS,
-    Checkpoint,
-    DatasetCounts,
+from crawler.output.checkpoint import Checkpoint, read_checkpoint
+from crawler.output.compat import (
     check_compatible,
-    count_rows,
+    check_sharding,
     has_run,
     load_run_file,
-    lock_file_name,
-    own_parts,
-    read_checkpoint,
-    run_file_name,
     targets_fingerprint,
 )
-from crawler.output.lock import OutputLock
+from crawler.output.counts import DatasetCounts, count_rows
+from crawler.output.layout import DATASETS, Layout, new_run_id
+from crawler.output.lock import RunLock
 from crawler.output.sink import OutputWriter
 from crawler.run.progress import count_lines, show_progress, wanted
-from crawler.run.report import RunReport, new_run_id
+from crawler.run.report import RunReport
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, iter_targets
 
@@ -164,22 +160,22 @@ async def _open_run(
         os.environ if environ is None else environ, region=config.region, transport=transport
     )
     stack.push_async_callback(_shielded, auth.aclose)
-    lock = OutputLock(out_dir / lock_file_name(config.shard))
+    layout = Layout(out_dir, config.shard)
+    lock = RunLock(layout)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any task
         lock.acquire()
     except OSError as exc:
         raise ConfigError(f"out {out_dir}: {exc.strerror or exc}") from None
     stack.callback(lock.release)
-    checkpoint, fingerprint = await _open_output(config, out_dir, targets_path)
+    checkpoint, fingerprint = await _open_output(config, layout, targets_path)
     endpoint = effective_endpoint(config)
     client = SwrClient(parse_endpoint(endpoint), auth, transport)
     run_id = new_run_id()
     stats = RunStats()
     writer = OutputWriter(
-        out_dir,
+        layout,
         run_id,
-        file_stem=_file_stem(run_id, config.shard),
         commit_seconds=config.commit_seconds,
         file_rows=config.file_rows,
     )
@@ -211,6 +207,7 @@ async def _open_run(
         config=config,
         endpoint=endpoint,
         out_dir=out_dir,
+        layout=layout,
         auth=auth,
         control=control,
         stats=stats,
@@ -256,18 +253,15 @@ def _is_regular_file(path: str) -> bool:
         return False
 
 
-def _file_stem(run_id: str, shard: tuple[int, int]) -> str:
-    index, count = shard
-    return f"part-{run_id}" + (f"-s{index}of{count}" if count > 1 else "")
-
-
 async def _open_output(
-    config: CrawlConfig, out_dir: Path, targets_path: str | None
+    config: CrawlConfig, layout: Layout, targets_path: str | None
 ) -> tuple[Checkpoint, str | None]:
     """Refuse an output that holds another run; on --resume, read what it recorded."""
-    if not config.resume and has_run(out_dir, config.shard):
+    check_sharding(layout)
+    if not config.resume and has_run(layout):
         raise ConfigError(
-            f"out {out_dir} already holds a run: add --resume to continue it, or give another --out"
+            f"out {layout.root} already holds a run: add --resume to continue it, "
+            "or give another --out"
         )
     fingerprint = None
     if targets_path is not None and _is_regular_file(targets_path):
@@ -276,7 +270,7 @@ async def _open_output(
         )
     if not config.resume:
         return Checkpoint(), fingerprint
-    previous = load_run_file(out_dir, config.shard)
+    previous = load_run_file(layout)
     unchecked = (
         "targets from the registry (--discover)"
         if config.discover
@@ -286,11 +280,9 @@ async def _open_output(
             else None
         )
     )
-    check_compatible(previous, out_dir / run_file_name(config.shard), fingerprint, unchecked)
+    check_compatible(previous, layout.run_file(), fingerprint, unchecked)
     started = anyio.current_time()
-    checkpoint = await anyio.to_thread.run_sync(
-        read_checkpoint, out_dir, config.shard, abandon_on_cancel=True
-    )
+    checkpoint = await anyio.to_thread.run_sync(read_checkpoint, layout, abandon_on_cancel=True)
     checkpoint.previous = previous
     log.info(
         "crawl.resume_read",
@@ -315,6 +307,7 @@ class _Run:
     config: CrawlConfig
     endpoint: str
     out_dir: Path
+    layout: Layout
     auth: Auth
     control: RunControl
     stats: RunStats
@@ -350,14 +343,10 @@ class _Run:
             elapsed_seconds=anyio.current_time() - self.clock_start,
             stop_reason=self.control.stop_reason,
             error=_describe(self.output_error),
-            files={
-                "tags": [p.name for p in self.writer.tags.files],
-                "errors": [p.name for p in self.writer.errors.files],
-            },
+            files={"tags": self.writer.tags.files, "errors": self.writer.errors.files},
             previous=self.previous,
             targets_sha256=self.fingerprint,
             totals=totals,
-            run_file=run_file_name(self.config.shard),
             run_files=run_files,
             gateway_limit=self.limiter.stated_limit,
         )
@@ -365,8 +354,8 @@ class _Run:
     async def execute(self) -> RunResult:
         """Crawl to the end or to a stop; write the final run file whatever happens."""
         try:
-            totals = await anyio.to_thread.run_sync(count_rows, self.out_dir, self.config.shard)
-            self.report(totals=totals).write(self.out_dir)
+            totals = await anyio.to_thread.run_sync(count_rows, self.layout)
+            self.report(totals=totals).write(self.layout)
             log.info(
                 "crawl.started",
                 run_id=self.run_id,
@@ -441,13 +430,13 @@ class _Run:
         """Count what every segment published; write the final run file (best effort)."""
         totals = run_files = None
         try:
-            shard = self.config.shard
-            totals = await anyio.to_thread.run_sync(count_rows, self.out_dir, shard)
+            layout = self.layout
+            totals = await anyio.to_thread.run_sync(count_rows, layout)
             run_files = {
-                name: [p.name for p in own_parts(self.out_dir / name, shard)] for name in DATASETS
+                name: [os.path.basename(p) for p in layout.own_parts(name)] for name in DATASETS
             }
             report = self.report(ended_at=datetime.now(UTC), totals=totals, run_files=run_files)
-            report.write(self.out_dir)
+            report.write(layout)
         except OSError as exc:
             if self.output_error is None:
                 self.output_error = exc
@@ -476,7 +465,7 @@ class _Run:
             report = self.report()
             document = report.document()  # built here: it reads live counters
             try:
-                await anyio.to_thread.run_sync(report.write, self.out_dir, document)
+                await anyio.to_thread.run_sync(report.write, self.layout, document)
             except OSError as exc:  # the writer task reports a full disk; this is best effort
                 log.warning("crawl.run_file_not_written", error=_describe(exc))
 
