@@ -38,9 +38,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import structlog
 
-from crawler.output.checkpoint import PART_RE, run_file_name, shard_suffix
 from crawler.output.dataset import partition_dir, run_record_path
+from crawler.output.layout import Layout, PartName, part_file, part_stem, shard_suffix
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
+from crawler.output.storage import write_atomic
 
 log = structlog.get_logger("crawler")
 
@@ -116,7 +117,7 @@ def finish(staging: Place, root: Place, day: date, shard: tuple[int, int]) -> di
             files=len(files),
             replaced=replaced,
         )
-    run_file = f"{staging.path}/{run_file_name(shard)}"
+    run_file = Layout(staging.path, shard).run_file()
     if staging.fs.get_file_info(run_file).type == pafs.FileType.File:
         record = run_record_path(root.path, day, run_id + shard_suffix(shard))
         fs.create_dir(record.rsplit("/", 1)[0], recursive=True)
@@ -152,7 +153,7 @@ def _compact(
     parts = sorted(
         info.path
         for info in fs.get_file_info(pafs.FileSelector(source, allow_not_found=True))
-        if PART_RE.match(info.base_name)
+        if PartName.parse(info.base_name)
     )
     if not parts:
         return []
@@ -161,13 +162,13 @@ def _compact(
     names: list[str] = []
     writer: pq.ParquetWriter | None = None
     rows_in_file = 0
-    stem = f"part-{run_id}{shard_suffix(shard)}"
+    stem = part_stem(run_id, shard)
     pending = file_schema.empty_table()
 
     def write_group(table: pa.Table) -> None:
         nonlocal writer, rows_in_file
         if writer is None:
-            names.append(f"{stem}-{len(names) + 1:05d}.parquet")
+            names.append(part_file(stem, len(names) + 1))
             writer = pq.ParquetWriter(
                 f"{target}/{names[-1]}", file_schema, filesystem=fs, compression="zstd"
             )
@@ -214,13 +215,12 @@ def _replace(fs: pafs.FileSystem, partition: str, shard: tuple[int, int], run_id
     An unsharded run considers every part of the date; shard I/N only the
     parts of shard I/N (the other shards publish their own).
     """
-    suffix = shard_suffix(shard)
     parts: list[tuple[str, str]] = []
     for info in fs.get_file_info(pafs.FileSelector(partition, allow_not_found=True)):
-        match = PART_RE.match(info.base_name)
-        if match is None or (suffix and (match["shard"] or "") != suffix):
+        part = PartName.parse(info.base_name)
+        if part is None or (shard[1] > 1 and part.shard != shard):
             continue
-        parts.append((match["run"], info.path))
+        parts.append((part.run_id, info.path))
     if not parts:
         return 0
     newest = max(run for run, _ in parts)
@@ -242,13 +242,7 @@ def _read(fs: pafs.FileSystem, path: str) -> bytes:
 def _write_whole(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     """``data`` at ``path``, whole or not at all (a rename locally; one upload on S3)."""
     if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _sync(fs, os.path.dirname(path))
+        write_atomic(path, data)
         return
     with fs.open_output_stream(path) as stream:
         stream.write(data)

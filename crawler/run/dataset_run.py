@@ -23,7 +23,6 @@ import pyarrow.fs as pafs
 import structlog
 
 from crawler.config import CrawlConfig
-from crawler.output.checkpoint import run_file_name, shard_suffix
 from crawler.output.commit import Place, Sizes, commit, finish, pending_commit
 from crawler.output.dataset import (
     date_lock_path,
@@ -31,6 +30,7 @@ from crawler.output.dataset import (
     partition_dir,
     staging_dir,
 )
+from crawler.output.layout import Layout, shard_suffix
 from crawler.output.lock import OutputLock
 from crawler.output.objectstore import is_object_store, open_location
 from crawler.run.runner import RunResult, run_crawl
@@ -90,7 +90,7 @@ async def run_dataset(
             run_config, environ=env, items=items, handle_signals=handle_signals
         )
         if result.report.complete:
-            run_file = Path(staging.path, run_file_name(config.shard))
+            run_file = Path(Layout(staging.path, config.shard).run_file())
             run_id = orjson.loads(await anyio.to_thread.run_sync(run_file.read_bytes))["run_id"]
             sizes = Sizes(config.file_rows, config.row_group_rows)
             await anyio.to_thread.run_sync(commit, staging, root, day, config.shard, run_id, sizes)
