@@ -100,3 +100,23 @@ async def test_v3_switched_off_answers_the_gateways_404_and_v2_still_answers() -
     assert (missing.status, missing.error_code) == (404, "APIG.0101")
     assert present.status == 200
     assert len(orjson.loads(present.body)) == 3
+
+
+def test_absent_fields_off_gives_every_tag_every_documented_field() -> None:
+    """By default a few tags lack `updated`; absent_fields=False keeps all 15 fields,
+    and changes nothing else of a tag."""
+    fields = {
+        "id", "repo_id", "tag", "image_id", "manifest", "digest", "schema", "path",
+        "internal_path", "size", "is_trusted", "created", "updated", "domain_id", "tag_type",
+    }  # fmt: skip
+    quirky = Catalogue(seed=4, namespaces=1, repos_per_namespace=2, tags_per_repo=200)
+    whole = Catalogue(
+        seed=4, namespaces=1, repos_per_namespace=2, tags_per_repo=200, absent_fields=False
+    )
+    lacking = [t for t in quirky.targets() if not fields <= (quirky.get(*t) or {}).keys()]
+    assert lacking
+    assert all(fields <= (whole.get(*t) or {}).keys() for t in whole.targets())
+    for target in lacking:
+        assert {k: v for k, v in (whole.get(*target) or {}).items() if k != "updated"} == (
+            quirky.get(*target)
+        )

@@ -179,6 +179,7 @@ class Catalogue:
         extreme_sizes: bool = False,
         cache_size: int = 4096,
         empty_namespaces: int = 0,
+        absent_fields: bool = True,
     ) -> None:
         if min(namespaces, repos_per_namespace, tags_per_repo) < 1:
             raise ValueError("a catalogue needs at least one namespace, repository and tag")
@@ -201,6 +202,8 @@ class Catalogue:
         self.tags_per_repo = max(self._tag_counts)
         self.domain_id = f"{self._hash('domain'):016x}{self._hash('domain', 1):016x}"
         self.domain_name = f"sandbox-{seed}"
+        #: False: every tag has every documented field (see :meth:`_details`).
+        self.absent_fields = absent_fields
         #: The ``empty_namespaces`` come last and hold no repository.
         self._namespace_names = [
             self._namespace_name(i) for i in range(namespaces + empty_namespaces)
@@ -495,9 +498,12 @@ class Catalogue:
             "tag_type": 1 if kind in ("docker_list", "oci_index") else 0,
         }
         # Clients must tolerate a missing or null field and an unknown one.
+        # (About 4% lack ``updated``; absent_fields=False keeps every field, as the
+        # Go SDK's "required" promises, e.g. for a benchmark of list mode.)
         quirk = rng.random()
         if quirk < 0.04:
-            del obj["updated"]
+            if self.absent_fields:
+                del obj["updated"]
         elif quirk < 0.08:
             obj["updated"] = None
         if rng.random() < 0.05:

@@ -39,7 +39,7 @@ Answer = tuple[int, Any, dict[str, str]]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 #: About one v3 tag item in this many has an empty manifest even with with_manifest=true.
-EMPTY_MANIFEST_ONE_IN = 40
+EMPTY_MANIFEST_ONE_IN = 200
 
 
 class _BadQuery(Exception):

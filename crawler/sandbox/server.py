@@ -75,6 +75,9 @@ class SandboxConfig:
     generation: int = 0
     #: Namespaces without any repository, after the others.
     empty_namespaces: int = 0
+    #: False: no tag lacks a documented field (by default about 4% lack ``updated``,
+    #: which list mode answers with a ShowRepoTag each).
+    absent_fields: bool = True
     #: False: the v3 tag list answers 404 ``APIG.0101``, as in a region that has
     #: not published it (clients fall back to v2).
     v3_tags: bool = True
@@ -174,6 +177,7 @@ class SandboxServer:
             extreme_sizes=config.extreme_sizes,
             cache_size=config.cache_size,
             empty_namespaces=config.empty_namespaces,
+            absent_fields=config.absent_fields,
         )
         self.auth = Authenticator(
             tokens=config.tokens,
