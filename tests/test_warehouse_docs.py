@@ -17,13 +17,14 @@ from tests.test_schema import _write as write_version
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def readme_block(after: str, lang: str) -> str:
-    """The first ``lang`` code block of the README after the text ``after``."""
+def readme_block(marker: str, lang: str) -> str:
+    """The README's first ``lang`` code block that holds ``marker`` or comes after it."""
     text = README.read_text()
-    start = text.index(after)
-    match = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, start)
-    assert match is not None, f"no {lang} block after {after!r}"
-    return match[1]
+    at = text.index(marker)
+    for match in re.finditer(rf"```{lang}\n(.*?)```", text, re.S):
+        if match.end() > at:
+            return match[1]
+    raise AssertionError(f"no {lang} block at or after {marker!r}")
 
 
 async def two_versions(root: Path) -> dict[str, int]:
