@@ -1,7 +1,7 @@
 """``make bench`` = ``python -m bench``: swr-crawler against the official SDK and the ceiling.
 
 Options: ``--quick`` (smaller catalogues, one run), ``--scenario NAME``
-(repeatable: cpu, latency, rate, converge, converge-blind, memory), ``--runs N``,
+(repeatable: cpu, latency, rate, one-off, converge, converge-blind, startup, memory), ``--runs N``,
 ``--contenders a,b``, ``--out FILE``. Writes JSON (``bench/results/latest.json`` for a full run,
 ``bench/results/quick.json`` otherwise) and prints a table.
 """
@@ -23,9 +23,11 @@ import orjson
 from bench.scenarios import (
     CONTENDERS,
     Memory,
+    Startup,
     Throughput,
     figures,
     run_memory,
+    run_startup,
     run_throughput,
     scenarios,
 )
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{scenario.name}: {scenario.title}")
             if isinstance(scenario, Throughput):
                 outcome = run_throughput(scenario, Path(tmp), runs, contenders, say)
+            elif isinstance(scenario, Startup):
+                outcome = run_startup(scenario, Path(tmp), runs, say)
             else:
                 assert isinstance(scenario, Memory)
                 # Once: peak RSS is not noisy, and a million targets take minutes.

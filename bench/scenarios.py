@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    AK,
+    SK,
     Measurement,
     Sandbox,
     SandboxSpec,
@@ -29,12 +32,17 @@ from bench.harness import (
     run_crawler,
     sandbox,
 )
+from crawler.sandbox.server import SandboxConfig, sandbox_in_thread
 
 CRAWLER = "swr-crawler"
+#: swr-crawler with --no-uvloop: asyncio's own event loop (CRAWLER uses uvloop if installed).
+CRAWLER_ASYNCIO = "swr-crawler-asyncio"
 SDK_THREADS = "sdk-threads"
 SDK_ASYNC = "sdk-async"
 CEILING = "aiohttp"
-CONTENDERS = (CRAWLER, SDK_THREADS, SDK_ASYNC, CEILING)
+CONTENDERS = (CRAWLER, CRAWLER_ASYNCIO, SDK_THREADS, SDK_ASYNC, CEILING)
+#: The contenders of the scenarios that do not compare event loops.
+ONE_LOOP = (CRAWLER, SDK_THREADS, SDK_ASYNC, CEILING)
 CONCURRENCY = 32
 #: The converge scenarios: --rate at five times the server's limit.
 CONVERGE_LIMIT = 40.0
@@ -58,6 +66,8 @@ class Throughput:
     warm_up: bool = False
     #: Only these contenders take part (None: all that were asked for).
     only: tuple[str, ...] | None = None
+    #: Requests in flight, every contender alike.
+    concurrency: int = CONCURRENCY
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,17 @@ class Memory:
     sizes: tuple[int, int]
 
 
-Scenario = Throughput | Memory
+@dataclass(frozen=True)
+class Startup:
+    """Time from spawning ``swr-crawler crawl`` (one target, AK/SK) to its first request."""
+
+    name: str
+    title: str
+    #: Spawns measured per run of the bench (start-up times are short and noisy).
+    spawns: int = 5
+
+
+Scenario = Throughput | Memory | Startup
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -95,6 +115,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             "50 ms latency (latency-bound)",
             SandboxSpec(namespaces=4, repos=20 // scale, tags=80, latency=0.05),
             limits={SDK_THREADS: 1600 // scale, SDK_ASYNC: 640 // scale},
+            only=ONE_LOOP,
         ),
         Throughput(
             "rate",
@@ -110,6 +131,16 @@ def scenarios(quick: bool) -> list[Scenario]:
             ),
             rate=rate,
             limits={SDK_THREADS: 1000 // scale, SDK_ASYNC: 1000 // scale, CEILING: 1000 // scale},
+            only=ONE_LOOP,
+        ),
+        Throughput(
+            "one-off",
+            f"a one-off crawl of {5000 // scale:,} targets, --concurrency 16, AK/SK, "
+            "process wall time (start-up included)",
+            SandboxSpec(namespaces=5, repos=10 // scale, tags=100, cache_size=5000),
+            only=(CRAWLER, SDK_THREADS),
+            concurrency=16,
+            warm_up=True,
         ),
         *(
             Throughput(
@@ -132,6 +163,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                 ("converge-blind", "its 429s do not state it", None),
             )
         ),
+        Startup("startup", "time to the first request, one target, AK/SK"),
         Memory(
             "memory",
             "peak RSS, small vs large targets file",
@@ -152,6 +184,7 @@ def median_of(runs: list[Measurement]) -> dict[str, float]:
         "throttled_429_max": max(m.throttled for m in runs),
         "errors_max": max(m.errors for m in runs),
         "rows": statistics.median(m.rows for m in runs),
+        "wall_seconds": statistics.median(m.wall for m in runs),
     }
 
 
@@ -160,16 +193,17 @@ def _run_one(
 ) -> tuple[Measurement, float]:
     """One contender run; also the sandbox's CPU seconds during it."""
     before = box.cpu_seconds()
-    if name == CRAWLER:
+    if name in (CRAWLER, CRAWLER_ASYNCIO):
         out = workdir / f"out-{scenario.name}-{run}"
         try:
             result = run_crawler(
                 box.url,
                 box.targets,
                 out,
-                concurrency=CONCURRENCY,
+                concurrency=scenario.concurrency,
                 rate=scenario.rate,
                 burst=scenario.burst,
+                extra=("--no-uvloop",) if name == CRAWLER_ASYNCIO else (),
             )
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -178,7 +212,7 @@ def _run_one(
             name,
             box.url,
             box.targets,
-            concurrency=CONCURRENCY,
+            concurrency=scenario.concurrency,
             limit=scenario.limits.get(name),
         )
     return result, box.cpu_seconds() - before
@@ -218,7 +252,7 @@ def run_throughput(
         results[name] = summary
     return {
         "title": scenario.title,
-        "concurrency": CONCURRENCY,
+        "concurrency": scenario.concurrency,
         "rate": scenario.rate,
         "sandbox": _spec_dict(scenario.spec),
         "targets": scenario.spec.size,
@@ -246,6 +280,31 @@ def figures(scenario: Throughput, results: dict[str, Any]) -> list[dict[str, Any
             add("swr-crawler / SDK async client", ours / results[SDK_ASYNC]["rows_per_second"], 5)
         if CEILING in results:
             add("swr-crawler / aiohttp ceiling", ours / results[CEILING]["rows_per_second"], 0.7)
+        cpu = {name: results[name]["cpu_per_10k_rows"] for name in results}
+        if CRAWLER_ASYNCIO in cpu:
+            # Informational: what uvloop saves (below 1 is a win), same run, alternating.
+            add(
+                "swr-crawler CPU a row, uvloop / asyncio loop",
+                cpu[CRAWLER] / cpu[CRAWLER_ASYNCIO],
+                None,
+            )
+        if CEILING in cpu:
+            add(
+                "swr-crawler CPU a row / aiohttp ceiling's",
+                cpu[CRAWLER] / cpu[CEILING],
+                1.0,
+                at_most=True,
+            )
+            if CRAWLER_ASYNCIO in cpu:
+                add(
+                    "swr-crawler (asyncio loop) CPU a row / ceiling's",
+                    cpu[CRAWLER_ASYNCIO] / cpu[CEILING],
+                    1.1,
+                    at_most=True,
+                )
+    elif scenario.name == "one-off" and SDK_THREADS in results:
+        walls = {name: results[name]["wall_seconds"] for name in results}
+        add("SDK thread pool wall / swr-crawler wall", walls[SDK_THREADS] / walls[CRAWLER], 5)
     elif scenario.name == "latency":
         ideal = CONCURRENCY / scenario.spec.latency
         add(f"swr-crawler / ideal {ideal:g} rows/s", ours / ideal, 0.95)
@@ -317,6 +376,56 @@ def run_memory(
                 "value": (peaks[large] - peaks[small]) * 2**20 / (large - small),
                 "target": 32,
                 "met": (peaks[large] - peaks[small]) * 2**20 / (large - small) <= 32,
+            },
+        ],
+    }
+
+
+def run_startup(
+    scenario: Startup, workdir: Path, runs: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Spawn the crawler on one target; when its first request reaches the sandbox (the
+    sandbox's clock, in this process's thread) and when it has exited, from the spawn."""
+    config = SandboxConfig(
+        namespaces=1, repos_per_namespace=1, tags_per_repo=1, credentials={AK: SK}
+    )
+    first: list[float] = []
+    walls: list[float] = []
+    with sandbox_in_thread(config) as box:
+        namespace, repository, tag = next(iter(box.catalogue.targets()))
+        targets = workdir / "targets-startup.txt"
+        targets.write_text(f"{namespace}/{repository}:{tag}\n", encoding="utf-8")
+        for spawn in range(scenario.spawns * runs):
+            box.stats.reset()
+            out = workdir / f"out-startup-{spawn}"
+            spawned = time.time()
+            try:
+                result = run_crawler(box.url, targets, out, concurrency=1, rate=0)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            arrived = box.stats.first_request_at
+            if arrived is None or result.rows != 1:
+                raise RuntimeError("the crawler sent no request, or its one target failed")
+            first.append(arrived - spawned)
+            walls.append(result.wall)
+            say(f"  startup {spawn + 1}: first request {first[-1]:.3f} s, exit {walls[-1]:.3f} s")
+    median_first = statistics.median(first)
+    return {
+        "title": scenario.title,
+        "first_request_seconds": {"median": median_first, "min": min(first), "runs": first},
+        "wall_seconds": {"median": statistics.median(walls), "min": min(walls), "runs": walls},
+        "figures": [
+            {
+                "figure": "time to the first request, s (median)",
+                "value": median_first,
+                "target": 0.3,
+                "met": median_first <= 0.3,
+            },
+            {
+                "figure": "process wall time, one target, s (median)",
+                "value": statistics.median(walls),
+                "target": None,
+                "met": None,
             },
         ],
     }

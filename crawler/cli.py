@@ -129,6 +129,7 @@ def _shard_from_job_index(environ: os._Environ[str]) -> str:
 
 def _run(config: Any) -> int:
     from crawler.http.credentials import refused_hint
+    from crawler.run.loop import backend_options
     from crawler.run.runner import STOP_SIGNALS, Interrupted, run_crawl
 
     # Until the run installs its own handlers (and after it removes them), a
@@ -145,7 +146,7 @@ def _run(config: Any) -> int:
                 return 0
             result = published
         else:
-            result = anyio.run(run_crawl, config)
+            result = anyio.run(run_crawl, config, backend_options=backend_options(config.uvloop))
         for line in result.report.summary_lines():
             click.echo(line, err=True)
     except ConfigError as exc:

@@ -7,15 +7,6 @@ from collections.abc import Callable
 from typing import TextIO
 
 import anyio
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from crawler.run.stats import RunStats
 
@@ -29,6 +20,17 @@ def wanted(enabled: bool, stream: TextIO | None = None) -> bool:
 
 async def show_progress(stats: RunStats, total: Callable[[], int | None]) -> None:
     """Redraw the bar from ``stats`` every quarter second until cancelled."""
+    # Imported here: rich.progress costs ~50 ms of start-up, and most runs have no bar.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     console = Console(file=sys.stderr)
     columns = (
         TextColumn("[bold]crawl"),

@@ -124,6 +124,14 @@ class Stats:
     #: Tag-details requests being handled now, and the most ever at once.
     in_flight: int = 0
     peak_in_flight: int = 0
+    #: ``time.time()`` when the first SWR API request arrived (for time-to-first-request).
+    first_request_at: float | None = None
+
+    def arrived(self) -> None:
+        """One more SWR API request."""
+        self.total_requests += 1
+        if self.first_request_at is None:
+            self.first_request_at = time.time()
 
     def requests_for(self, namespace: str, repository: str, tag: str) -> int:
         """Tag-details requests made for one target."""
@@ -133,6 +141,7 @@ class Stats:
         """Forget the counts; the peak restarts from what is in flight now."""
         self.total_requests = self.tag_requests = self.list_requests = self.iam_logins = 0
         self.throttled = self.resets = 0
+        self.first_request_at = None
         self.per_target.clear()
         self.per_status.clear()
         self.peak_in_flight = self.in_flight
@@ -280,7 +289,7 @@ class SandboxServer:
     async def tag_details(self, request: web.Request) -> web.StreamResponse:
         """``GET /v2/manage/namespaces/{namespace}/repos/{repository}/tags/{tag}``."""
         stats = self.stats
-        stats.total_requests += 1
+        stats.arrived()
         stats.tag_requests += 1
         stats.in_flight += 1
         if stats.in_flight > stats.peak_in_flight:
@@ -348,7 +357,7 @@ class SandboxServer:
         (``namespaces``, ``repos:NS``, ``tags:NS/REPO``): only scripted faults
         reach list pages, never the random ones."""
         stats = self.stats
-        stats.total_requests += 1
+        stats.arrived()
         stats.list_requests += 1
         stopped = await self._gate(request)
         if stopped is not None:
@@ -441,7 +450,7 @@ class SandboxServer:
 
     async def no_such_api(self, request: web.Request) -> web.StreamResponse:
         """Any other path or method: the gateway's 404."""
-        self.stats.total_requests += 1
+        self.stats.arrived()
         return await self._send(request, 404, _API_NOT_FOUND)
 
 
