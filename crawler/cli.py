@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 import anyio
@@ -21,7 +22,7 @@ import click
 from crawler import __version__
 from crawler.config import FIELDS, build_config
 from crawler.errors import ConfigError
-from crawler.logs import configure_logging
+from crawler.logs import LogOutputLost, configure_logging
 
 EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,9 +149,11 @@ def _run(config: Any) -> int:
         else:
             result = anyio.run(run_crawl, config, backend_options=backend_options(config.uvloop))
         for line in result.report.summary_lines():
-            click.echo(line, err=True)
+            _say(line)
     except ConfigError as exc:
         fail_usage(str(exc))
+    except LogOutputLost:
+        return 1  # stderr is gone: nothing more can be said; run.json says what happened
     except (KeyboardInterrupt, Interrupted):
         click.echo("swr-crawler: interrupted before the crawl started; nothing written", err=True)
         return 1
@@ -175,6 +178,12 @@ def _run(config: Any) -> int:
             err=True,
         )
     return result.exit_code
+
+
+def _say(line: str) -> None:
+    """One line on stderr, unless stderr is gone (its reader exited): run.json has it all."""
+    with suppress(OSError):
+        click.echo(line, err=True)
 
 
 def _interrupted(signum: int, frame: object) -> None:

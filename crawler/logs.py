@@ -8,8 +8,9 @@ with key/value fields.
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import TextIO
+from typing import Final, TextIO
 
 import orjson
 import structlog
@@ -25,15 +26,59 @@ def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> Eve
     return event_dict
 
 
+#: C0 and C1 control characters and DEL: what a terminal would act on (ESC, BEL, CR...).
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape(text: str) -> str:
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def escape_control_characters(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Show control characters in text values as ``\\xNN``: a console line must not
+    carry a target file's ESC sequences, BELs or CRs to the terminal as they are."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and _CONTROL_RE.search(value):
+            event_dict[key] = _escape(value)
+    return event_dict
+
+
+class LogOutputLost(Exception):
+    """The log stream cannot be written any more (its reader went away, e.g. ``| head``)."""
+
+
 class _CurrentStderr:
     """Writes to whatever ``sys.stderr`` is at the time of the write, so that a
-    progress bar that redirects stderr keeps log lines above the bar."""
+    progress bar that redirects stderr keeps log lines above the bar.
+
+    The first write that fails raises :class:`LogOutputLost`, so that the run
+    records why it stopped; every later log line is dropped (there is nowhere
+    left to write it).
+    """
+
+    def __init__(self) -> None:
+        self.lost = False
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        if self.lost:
+            return 0
+        try:
+            return sys.stderr.write(text)
+        except OSError as exc:
+            self._lose(exc)
+        return 0
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        if self.lost:
+            return
+        try:
+            sys.stderr.flush()
+        except OSError as exc:
+            self._lose(exc)
+
+    def _lose(self, exc: OSError) -> None:
+        self.lost = True
+        raise LogOutputLost(f"cannot write the log: {exc.strerror or exc}") from None
 
 
 def configure_logging(
@@ -48,12 +93,15 @@ def configure_logging(
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=tty)
+    # JSON escapes control characters itself; the console needs it done.
+    escaping = [escape_control_characters] if fmt != "json" else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_color_message,
+            *escaping,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

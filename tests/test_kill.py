@@ -331,3 +331,73 @@ def test_cli_bad_token_message_then_resume_finishes(
     proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
     assert finish(proc, 60) == 0
     check_output(out, keys)
+
+
+def test_sighup_stops_like_sigterm(
+    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
+) -> None:
+    """SIGHUP (a closed terminal) is a graceful stop: run.json ended, published files, exit 1."""
+    sb = sandbox_factory(latency=0.05)
+    write_targets(sb.catalogue, tmp_path / "targets.txt")
+    out, log = tmp_path / "out", tmp_path / "crawl.log"
+    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
+    wait_for(lambda: any((out / "tags").glob("*.parquet")), 20, "a published file")
+    proc.send_signal(signal.SIGHUP)
+    assert finish(proc, 20) == 1
+    report = run_json(out)
+    assert report["stop_reason"] == "signal SIGHUP"
+    assert report["ended_at"] is not None
+    assert report["complete"] is False
+
+
+def test_sigterm_during_a_retry_after_pause_stops_at_once(
+    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
+) -> None:
+    """Every request answered 429 Retry-After: 30: nothing is in flight during the pause,
+    so SIGTERM ends the run without waiting out the 5 s grace."""
+    sb = sandbox_factory(retry_after_rate=1.0, retry_after_seconds=30.0)
+    write_targets(sb.catalogue, tmp_path / "targets.txt")
+    out, log = tmp_path / "out", tmp_path / "crawl.log"
+    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log, "--backoff-max", "30")
+    wait_for(lambda: b"crawl.retry_scheduled" in log.read_bytes(), 20, "a Retry-After pause")
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc, 20) == 1
+    assert stop_seconds(log) < GRACE_SECONDS / 2
+    assert run_json(out)["stop_reason"] == "signal SIGTERM"
+
+
+def test_sigterm_stops_a_read_of_dev_zero(
+    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
+) -> None:
+    """--targets /dev/zero (an endless line) is read by the crawl, and SIGTERM stops it."""
+    sb = sandbox_factory()
+    out, log = tmp_path / "out", tmp_path / "crawl.log"
+    proc = start_crawl(sb.url, "/dev/zero", out, log)
+    wait_for(lambda: b"crawl.started" in log.read_bytes(), 20, "the crawl to start")
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc, 20) == 1
+    report = run_json(out)
+    assert (report["complete"], report["stop_reason"]) == (False, "signal SIGTERM")
+
+
+def test_a_log_reader_going_away_ends_the_run_incomplete(
+    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
+) -> None:
+    """stderr is a pipe whose reader exits (``2>&1 | head -1``): the run records why it
+    stopped, is not complete, and exits 1."""
+    sb = sandbox_factory()
+    write_targets(sb.catalogue, tmp_path / "targets.txt")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWR_", "CLOUD_SDK_"))}
+    env["SWR_AUTH_TOKEN"] = TOKEN
+    read_end, write_end = os.pipe()
+    command = [*CRAWLER, *crawl_args(tmp_path / "targets.txt", out, sb.url), "--log-format", "json"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=write_end)
+    STARTED.append(proc)
+    os.close(write_end)
+    with open(read_end, "rb") as reader:  # like head -1: one line, then gone
+        reader.readline()
+    assert finish(proc, 60) == 1
+    report = run_json(out)
+    assert report["complete"] is False
+    assert "cannot write the log" in report["stop_reason"]

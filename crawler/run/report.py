@@ -16,7 +16,7 @@ import orjson
 from crawler import __version__
 from crawler.config import CrawlConfig
 from crawler.crawl.limits import GatewayLimit
-from crawler.errors import DEFINITIVE_KINDS
+from crawler.errors import DEFINITIVE_KINDS, ErrorKind
 from crawler.output.counts import DatasetCounts
 from crawler.output.layout import Layout
 from crawler.output.schema import SCHEMA_VERSION
@@ -176,6 +176,22 @@ class RunReport:
             file.stream.write(self.document() if document is None else document)
         return path
 
+    def warnings(self) -> list[str]:
+        """What a user should know although nothing failed: an input with nothing to crawl."""
+        counts = self.stats
+        skipped = counts.duplicates + counts.skipped_resume + counts.skipped_shard
+        invalid = counts.errors.get(ErrorKind.INVALID_TARGET.value, 0)
+        if counts.targets == 0 and skipped == 0 and self.ended_at is not None:
+            where = (
+                "the registry listed no tag"
+                if self.config.discover
+                else ("the targets input holds no target (empty, or only blank lines and comments)")
+            )
+            return [where]
+        if counts.targets > 0 and invalid == counts.targets:
+            return [f"every target ({invalid}) is invalid: see the invalid_target rows in errors/"]
+        return []
+
     def summary_lines(self) -> list[str]:
         """A short human summary."""
         counts = self.stats
@@ -197,4 +213,5 @@ class RunReport:
                 f"  whole run {whole['run_id']} ({len(whole['segments'])} segments): targets "
                 f"{self.totals.targets}: ok {self.totals.ok}, errors ({total_errors})"
             )
+        lines += [f"  warning: {warning}" for warning in self.warnings()]
         return lines

@@ -380,6 +380,8 @@ class _Run:
                     self.writer.abort()
             with anyio.CancelScope(shield=True):
                 report = await self._finish()
+        for warning in report.warnings():
+            log.warning("crawl.nothing_to_crawl", reason=warning)
         log.info(
             "crawl.finished",
             run_id=self.run_id,
