@@ -281,7 +281,8 @@ def test_full_disk_fails_clearly_and_leaves_no_broken_file(
     tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
 ) -> None:
     """A write that fails (file size limit, as a full disk) stops the run: exit 1, a clear
-    message, no visible broken .parquet; --resume on a healthy disk then completes."""
+    message, no visible broken .parquet, a summary that counts only the published rows;
+    --resume on a healthy disk then completes."""
     sb = sandbox_factory()
     keys = write_targets(sb.catalogue, tmp_path / "targets.txt")
     out, log = tmp_path / "out", tmp_path / "crawl.log"
@@ -308,6 +309,11 @@ def test_full_disk_fails_clearly_and_leaves_no_broken_file(
     for path in out.glob("*/*.parquet"):
         pq.read_table(path)
     assert run_json(out)["complete"] is False
+    published = sum(pq.read_metadata(p).num_rows for p in out.glob("tags/*.parquet"))
+    assert run_json(out)["counts"]["ok"] == published
+    (summary,) = (line for line in text.splitlines() if line.startswith("  targets "))
+    assert f": ok {published}, " in summary, summary
+    assert "not published: ok " in text
     proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
     assert finish(proc, 60) == 0
     check_output(out, keys)

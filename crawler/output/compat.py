@@ -2,6 +2,7 @@
 
 Refused, each with exit 2 and a one-line reason:
 
+* an output whose ``tags`` or ``errors`` is a symbolic link or a plain file;
 * an output that already holds this run (or this shard of it), without ``--resume``;
 * an output that holds a run split another way (an unsharded run beside
   ``--shard I/N``, or ``N`` shards beside ``M``), with or without ``--resume``:
@@ -24,7 +25,7 @@ from crawler.output.schema import SCHEMA_VERSION
 
 log = structlog.get_logger("crawler")
 
-__all__ = ["check_compatible", "check_sharding", "has_run", "load_run_file", "targets_fingerprint"]
+__all__ = ["check_compatible", "check_layout", "has_run", "load_run_file", "targets_fingerprint"]
 
 
 def targets_fingerprint(path: str) -> str:
@@ -38,8 +39,11 @@ def _describe(shard: Shard) -> str:
     return "an unsharded run" if count == 1 else f"shard {index}/{count}"
 
 
-def check_sharding(layout: Layout) -> None:
-    """Refuse an output that holds a run split another way than this one."""
+def check_layout(layout: Layout) -> None:
+    """Refuse an output whose dataset folders are links or files, or that holds a run
+    split another way than this one."""
+    for dataset in DATASETS:
+        layout.storage.check_dir(layout.dataset_dir(dataset))
     count = layout.shard[1]
     others = sorted(s for s in layout.shards_present() if s[1] != count)
     if others:

@@ -159,6 +159,10 @@ class Storage(Protocol):
         """Names in ``directory``; [] if it does not exist; ConfigError if it is no directory."""
         ...
 
+    def check_dir(self, path: str) -> None:
+        """ConfigError unless ``path`` is absent or a directory of its own (no link to one)."""
+        ...
+
     def exists(self, path: str) -> bool:
         """Whether anything is at ``path``."""
         ...
@@ -195,7 +199,14 @@ class LocalStorage:
             pass  # a file there: said below
         except NotADirectoryError:
             raise ConfigError(f"{path}: a parent of it is not a directory") from None
-        info = os.lstat(path)
+        self.check_dir(path)
+
+    def check_dir(self, path: str) -> None:
+        """Refuse a symbolic link or a file at ``path`` (absent is fine)."""
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return
         if stat.S_ISLNK(info.st_mode):
             raise ConfigError(
                 f"{path}: is a symbolic link; the crawler never follows one inside its "

@@ -62,6 +62,8 @@ class RunReport:
     """What every segment's published files hold (set by the runner)."""
     run_files: dict[str, list[str]] | None = None
     """Every published file of the run, all segments (set by the runner at the end)."""
+    published: tuple[int, int] | None = None
+    """Rows of ``tags`` and of ``errors`` this segment put into published files."""
     monotonic_start: float = 0.0
     """The event loop's clock when the segment started (for interim elapsed times)."""
     gateway_limit: GatewayLimit | None = None
@@ -193,17 +195,29 @@ class RunReport:
         return []
 
     def summary_lines(self) -> list[str]:
-        """A short human summary."""
+        """A short human summary; its ``ok`` and ``errors`` are rows in published files."""
         counts = self.stats
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(counts.errors.items())) or "none"
+        fetched_errors = sum(counts.errors.values())
+        ok, failed = self.published if self.published is not None else (counts.ok, fetched_errors)
+        by_kind = counts.errors
+        if self.totals is not None and self.previous is None:
+            by_kind = Counter(self.totals.errors)  # one segment: what its files hold
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) or "none"
         state = "complete" if self.complete else f"INCOMPLETE ({self.stop_reason})"
         rate = counts.done / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
         lines = [
             f"run {self.run_id}: {state} in {self.elapsed_seconds:.1f}s ({rate:.0f} rows/s)",
-            f"  targets {counts.targets}: ok {counts.ok}, errors {sum(counts.errors.values())}"
+            f"  targets {counts.targets}: ok {ok}, errors {failed}"
             f" ({errors}); duplicates dropped {counts.duplicates}",
             f"  requests {counts.requests}, retries {counts.retries}, 429s {counts.throttled}",
         ]
+        lost_ok, lost_errors = counts.ok - ok, fetched_errors - failed
+        if lost_ok > 0 or lost_errors > 0:
+            lines.insert(
+                2,
+                f"  not published: ok {max(lost_ok, 0)}, errors {max(lost_errors, 0)} "
+                "(fetched, but the output failed first; --resume fetches them again)",
+            )
         if self.previous is not None:
             lines.insert(1, f"  resumed: {counts.skipped_resume} targets already recorded, skipped")
         if self.previous is not None and self.totals is not None:

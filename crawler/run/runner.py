@@ -40,7 +40,7 @@ from crawler.http.transport import Transport
 from crawler.output.checkpoint import Checkpoint, read_checkpoint
 from crawler.output.compat import (
     check_compatible,
-    check_sharding,
+    check_layout,
     has_run,
     load_run_file,
     targets_fingerprint,
@@ -257,7 +257,7 @@ async def _open_output(
     config: CrawlConfig, layout: Layout, targets_path: str | None
 ) -> tuple[Checkpoint, str | None]:
     """Refuse an output that holds another run; on --resume, read what it recorded."""
-    check_sharding(layout)
+    check_layout(layout)
     if not config.resume and has_run(layout):
         raise ConfigError(
             f"out {layout.root} already holds a run: add --resume to continue it, "
@@ -344,6 +344,7 @@ class _Run:
             stop_reason=self.control.stop_reason,
             error=_describe(self.output_error),
             files={"tags": self.writer.tags.files, "errors": self.writer.errors.files},
+            published=(self.writer.tags.rows_committed, self.writer.errors.rows_committed),
             previous=self.previous,
             targets_sha256=self.fingerprint,
             totals=totals,
