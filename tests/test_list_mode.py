@@ -224,3 +224,31 @@ async def test_pages_over_max_body_bytes_are_asked_for_in_smaller_sizes(tmp_path
     assert set(rows_by_key(tags)) == {f"{ns}/{r}:{t}" for ns, r, t in catalogue.targets()}
     assert errors.num_rows == 0
     assert report["counts"]["requests_by_api"]["tag_pages"] > 2
+
+
+@pytest.mark.anyio
+async def test_a_forbidden_listing_is_final_once_recorded(tmp_path: Path) -> None:
+    """A tag listing answered 403: an errors row (forbidden, tag null) and an incomplete
+    run; resumed and still 403, the row is kept once and the run is complete, as a target's
+    definitive answer is."""
+    base = sandbox(namespaces=1, repos_per_namespace=2, tags_per_repo=4)
+    async with running_sandbox(base) as sb:
+        namespace = sb.catalogue.namespaces()[0]
+        closed = sb.catalogue.repositories(namespace)[0]
+    forbidden = sandbox(
+        namespaces=1,
+        repos_per_namespace=2,
+        tags_per_repo=4,
+        faults=FaultConfig(scripts={f"tags:{namespace}/{closed}": ["403", "403"]}),
+    )
+    out = tmp_path / "out"
+    result, tags, errors, _, report = await discover_crawl(forbidden, out)
+    assert (result.exit_code, report["complete"]) == (1, False)
+    assert [(r["repository"], r["tag"], r["error_kind"]) for r in errors.to_pylist()] == [
+        (closed, None, "forbidden")
+    ]
+    assert tags.num_rows == 4
+    result, tags, errors, _, report = await discover_crawl(forbidden, out, resume=True)
+    assert (result.exit_code, report["complete"]) == (0, True)
+    assert errors.num_rows == 1
+    assert tags.num_rows == 4

@@ -268,8 +268,17 @@ class DiscoverySource:
             log.error("discover.unauthorized", reason=str(exc))
             self._control.stop("unauthorized")
 
+    def _admit(self, item: Item) -> bool:
+        if self._intake.admit(item):
+            return True
+        if isinstance(item, ListingError) and self._intake.recorded(item):
+            # An earlier segment recorded this listing's definitive answer (a 403,
+            # say): the same answer again is the final one, not a new failure.
+            self.discoverer.stats.failures -= 1
+        return False
+
     async def _batches(self, receive: MemoryObjectReceiveStream[Item]) -> AsyncIterator[Batch]:
-        admit = self._intake.admit
+        admit = self._admit
         async with receive:
             async for first in receive:
                 batch: Batch = [first] if admit(first) else []

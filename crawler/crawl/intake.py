@@ -108,6 +108,10 @@ class Intake:
             return False
         return True
 
+    def recorded(self, item: Item) -> bool:
+        """Whether an earlier segment of the run (``--resume``) recorded ``item``."""
+        return self._recorded is not None and self._recorded.holds(item)
+
     def _admitted(self) -> Iterator[Item]:
         admit = self.admit
         for item in self._items:
