@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.s3server import S3Server, running_s3_server
 
@@ -25,6 +26,14 @@ def _no_silent_process_exit(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(f"os._exit({code}) called inside the test process")
 
     monkeypatch.setattr(os, "_exit", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """A command run in-process (CliRunner) configures structlog for the process, e.g. at
+    WARNING for the demo; without a reset, a later test's ``capture_logs`` sees nothing."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
