@@ -262,6 +262,14 @@ def run_throughput(
     }
 
 
+def figure(
+    name: str, value: float, target: float | None, *, at_most: bool = False
+) -> dict[str, Any]:
+    """One figure of merit: its value, its target (None: for reference) and whether it is met."""
+    met = None if target is None else (value <= target if at_most else value >= target)
+    return {"figure": name, "value": value, "target": target, "met": met}
+
+
 def figures(scenario: Throughput, results: dict[str, Any]) -> list[dict[str, Any]]:
     """The ratios this scenario is judged by, each with its target."""
     out: list[dict[str, Any]] = []
@@ -270,8 +278,7 @@ def figures(scenario: Throughput, results: dict[str, Any]) -> list[dict[str, Any
     ours = results[CRAWLER]["rows_per_second"]
 
     def add(name: str, value: float, target: float | None, *, at_most: bool = False) -> None:
-        met = None if target is None else (value <= target if at_most else value >= target)
-        out.append({"figure": name, "value": value, "target": target, "met": met})
+        out.append(figure(name, value, target, at_most=at_most))
 
     if scenario.name == "cpu":
         if SDK_THREADS in results:
@@ -362,21 +369,16 @@ def run_memory(
             for size in by_size
         },
         "figures": [
-            {
-                "figure": f"peak RSS at {large:,} targets, MB",
-                "value": peaks[large],
-                "target": 150,
-                "met": peaks[large] <= 150,
-            },
+            figure(f"peak RSS at {large:,} targets, MB", peaks[large], 150, at_most=True),
             # Exact dedup must remember every target: 16 bytes each in SeenSet's
             # table (24 while it doubles). More growth than 32 bytes a target
             # would mean something else (rows, buffers, logs) grows with N.
-            {
-                "figure": f"peak RSS growth per target, {small:,} -> {large:,}, bytes",
-                "value": (peaks[large] - peaks[small]) * 2**20 / (large - small),
-                "target": 32,
-                "met": (peaks[large] - peaks[small]) * 2**20 / (large - small) <= 32,
-            },
+            figure(
+                f"peak RSS growth per target, {small:,} -> {large:,}, bytes",
+                (peaks[large] - peaks[small]) * 2**20 / (large - small),
+                32,
+                at_most=True,
+            ),
         ],
     }
 
@@ -415,18 +417,8 @@ def run_startup(
         "first_request_seconds": {"median": median_first, "min": min(first), "runs": first},
         "wall_seconds": {"median": statistics.median(walls), "min": min(walls), "runs": walls},
         "figures": [
-            {
-                "figure": "time to the first request, s (median)",
-                "value": median_first,
-                "target": 0.3,
-                "met": median_first <= 0.3,
-            },
-            {
-                "figure": "process wall time, one target, s (median)",
-                "value": statistics.median(walls),
-                "target": None,
-                "met": None,
-            },
+            figure("time to the first request, s (median)", median_first, 0.3, at_most=True),
+            figure("process wall time, one target, s (median)", statistics.median(walls), None),
         ],
     }
 
