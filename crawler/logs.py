@@ -92,7 +92,11 @@ def configure_logging(
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=tty)
+        # structlog's default console traceback is rich's, which prints every frame's
+        # local variables (a token, an SK): a plain traceback names no value.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=tty, exception_formatter=structlog.dev.plain_traceback
+        )
     # JSON escapes control characters itself; the console needs it done.
     escaping = [escape_control_characters] if fmt != "json" else []
     structlog.configure(

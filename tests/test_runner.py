@@ -102,3 +102,25 @@ def test_console_logs_escape_control_characters() -> None:
     text = stream.getvalue()
     assert not {"\x1b", "\x07", "\r"} & set(text)
     assert "\\x1b[31mred\\x07\\x0dover" in text
+
+
+def test_a_console_traceback_prints_no_local_variable() -> None:
+    """An exception logged on the console shows its traceback but no frame's locals (where a
+    credential may be)."""
+    stream = io.StringIO()
+    configure_logging("console", stream=stream)
+
+    def sign() -> None:
+        secret_key = "skLOCAL/never-printed+1"
+        raise RuntimeError(f"signing failed ({len(secret_key)} chars)")
+
+    try:
+        try:
+            sign()
+        except RuntimeError as exc:
+            structlog.get_logger("crawler").error("crawl.crashed", exc_info=exc)
+    finally:
+        structlog.reset_defaults()
+    text = stream.getvalue()
+    assert "RuntimeError: signing failed (23 chars)" in text
+    assert "skLOCAL/never-printed+1" not in text
