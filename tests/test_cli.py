@@ -21,7 +21,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
 
 
 def test_version_and_help() -> None:
-    """--version prints the version; crawl --help lists every DESIGN.md option."""
+    """--version prints the version; crawl --help lists every documented option."""
     code, out = invoke("--version")
     assert code == 0
     assert __version__ in out

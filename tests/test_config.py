@@ -21,7 +21,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def test_defaults_match_the_design_table() -> None:
-    """With no config, env or flag, the defaults are DESIGN.md's."""
+    """With no config, env or flag, the defaults are the documented ones (README)."""
     config = build_config(BASE, environ={})
     assert (config.concurrency, config.rate, config.burst, config.max_attempts) == (16, 20.0, 1, 5)
     assert (config.backoff_initial, config.backoff_max, config.timeout) == (0.5, 30.0, 30.0)

@@ -142,7 +142,7 @@ FAULT_TABLE = [
 async def test_fault_table_rows(
     tmp_path: Path, script: list[str], kind: str | None, attempts: int
 ) -> None:
-    """Each row of DESIGN.md's fault table ends in its row kind after the stated attempts,
+    """Each row of the README's fault table ends in its row kind after the stated attempts,
     and `attempts` equals the requests the server actually received."""
     catalogue_cfg = sandbox_config()
     async with running_sandbox(catalogue_cfg) as sb:

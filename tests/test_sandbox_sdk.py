@@ -139,7 +139,7 @@ def test_sdk_sees_a_wrong_sk_as_401(sandbox: RunningSandbox) -> None:
         ("401", 401, "APIG.1002", "Incorrect token or token resolution failed"),
         ("403", 403, "SVCSTG.SWR.4030170", "Insufficient permissions"),
         # The SDK's urllib3 layer turns any 429 into a RetryError and loses the
-        # body's APIG.0308 (a known SDK mistake, see swr-api-notes.md).
+        # body's APIG.0308 (a known SDK mistake).
         ("429", 429, "429", None),
     ],
 )

@@ -2,7 +2,7 @@
 
 Pure: takes the request's parts and the time, returns the ``Authorization``
 value. The same code verifies signatures in the sandbox. The steps follow
-``huaweicloudsdkcore/signer/signer.py`` (see ``reference/swr-api-notes.md``).
+``huaweicloudsdkcore/signer/signer.py`` (see ``docs/swr-api.md``).
 """
 
 from __future__ import annotations

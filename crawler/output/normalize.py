@@ -276,8 +276,8 @@ def manifest_facts(manifest: str | None) -> ManifestFacts:
       platforms only.
     * schema 1: ``len(fsLayers)``; no config, no sizes.
 
-    ``media_type`` is only ever what the manifest itself says (DESIGN.md: "null
-    when absent"). The OCI image spec makes ``mediaType`` a SHOULD, not a
+    ``media_type`` is only ever what the manifest itself says (null when
+    absent, as README's "Output" promises). The OCI image spec makes ``mediaType`` a SHOULD, not a
     MUST; without it a manifest's type travels in the registry's Content-Type
     header, which the SWR API does not pass on. A shape-based guess ("has
     config and layers, so OCI") cannot tell OCI from a docker v2 document

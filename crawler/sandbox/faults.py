@@ -218,7 +218,7 @@ class FaultInjector:
 
 
 # -- the answers' bodies -------------------------------------------------------
-# SWR mixes error body styles (see reference/swr-api-notes.md); each status
+# SWR mixes error body styles (see docs/swr-api.md, "Error bodies"); each status
 # here keeps one style, so a test knows which one it gets.
 
 
