@@ -102,14 +102,14 @@ def test_unknown_flag_is_usage_error() -> None:
         ),
         (["--targets", "t.txt", "--out", "o"], "no endpoint"),
         (
-            ["--targets", "t.txt", "--out", "o", "--region", "x", "--concurrency", "0"],
+            ["--targets", "t.txt", "--out", "o", "--region", "cn-north-4", "--concurrency", "0"],
             "concurrency must be >= 1",
         ),
         (
             ["--targets", "missing.txt", "--out", "o", "--endpoint", "http://127.0.0.1:9"],
             "missing.txt: no such file",
         ),
-        (["--targets", "t.txt", "--out", "o", "--region", "x", "--shard", "4/4"], "shard"),
+        (["--targets", "t.txt", "--out", "o", "--region", "cn-north-4", "--shard", "4/4"], "shard"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(
@@ -130,7 +130,7 @@ def test_bad_config_file_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[crawl]\nconcurrenccy = 2\n")
     code, out = invoke(
-        "crawl", "--config", str(config), "--targets", "x", "--out", "o", "--region", "r"
+        "crawl", "--config", str(config), "--targets", "x", "--out", "o", "--region", "cn-north-4"
     )
     assert code == 2
     assert "concurrenccy" in out
