@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler.crawl.plan import Spill, list_pages, should_list
+from crawler.crawl.plan import Spill, WantedTags, list_pages, should_list
 from crawler.targets import Target
 
 
@@ -98,3 +98,28 @@ def test_an_empty_input_has_no_groups(tmp_path: Path) -> None:
     with Spill(tmp_path) as spill:
         assert list(spill.groups()) == []
     assert not list(tmp_path.iterdir())
+
+
+@given(
+    st.sets(_TAG, max_size=80),
+    st.lists(_TAG, max_size=120),
+)
+def test_wanted_tags_take_each_wanted_tag_once(wanted: set[str], offered: list[str]) -> None:
+    """A listing's items are taken only when wanted and the first time; what is left
+    untaken afterwards is exactly the wanted tags the listing did not offer."""
+    tags = WantedTags(sorted(wanted), len(wanted))
+    taken = [tag for tag in offered if tags.take(tag)]
+    assert taken == list(dict.fromkeys(tag for tag in offered if tag in wanted))
+    assert tags.taken == len(taken)
+    assert sorted(tags.untaken(sorted(wanted))) == sorted(wanted - set(offered))
+    assert tags.taken == len(wanted)
+    assert list(tags.untaken(sorted(wanted))) == []  # nothing is left twice
+
+
+def test_wanted_tags_stay_small_for_a_huge_repository() -> None:
+    """A hundred thousand wanted tags take under 40 bytes each (table and marks)."""
+    count = 100_000
+    tags = WantedTags((f"v{i}" for i in range(count)), count)
+    assert tags.nbytes / count < 40
+    assert tags.take("v99999")
+    assert not tags.take("v100000")

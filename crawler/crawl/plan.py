@@ -22,13 +22,14 @@ import heapq
 import itertools
 import shutil
 import tempfile
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from crawler.targets import Target
+from crawler.targets import Target, target_hash
 
 #: Targets sorted in memory before a run is written out.
 RUN_KEYS = 100_000
@@ -165,3 +166,59 @@ def _scan(path: Path) -> Iterator[Group]:
 
 def _repository_key(line: bytes) -> bytes:
     return line[: line.rindex(b"\t")]
+
+
+class WantedTags:
+    """The wanted tags of one repository being listed: "is it wanted, and not yet taken?".
+
+    An open-addressing table of their 64-bit :func:`~crawler.targets.target_hash`
+    es, sized once (at most half full, never grown) with one mark byte per slot:
+    under 40 bytes a wanted tag, whatever the repository's size. Two tags
+    with the same 64-bit hash would count as one (odds as for the dedup table).
+    """
+
+    __slots__ = ("_marks", "_mask", "_shift", "_table", "taken")
+
+    def __init__(self, tags: Iterable[str], count: int) -> None:
+        """``tags``: the wanted tags (distinct), ``count`` of them."""
+        bits = max(4, (2 * count).bit_length())
+        self._table = array("Q", bytes(8 << bits))
+        self._marks = bytearray(1 << bits)
+        self._mask = (1 << bits) - 1
+        self._shift = 64 - bits
+        self.taken = 0
+        """Wanted tags taken so far."""
+        table, mask = self._table, self._mask
+        for tag in tags:
+            hashed = target_hash(tag)
+            slot = hashed >> self._shift
+            while table[slot] and table[slot] != hashed:
+                slot = (slot + 1) & mask
+            table[slot] = hashed
+
+    def take(self, tag: str) -> bool:
+        """True the first time a wanted ``tag`` is offered; False if unwanted or taken."""
+        hashed = target_hash(tag)
+        table, mask = self._table, self._mask
+        slot = hashed >> self._shift
+        while True:
+            found = table[slot]
+            if found == 0:
+                return False
+            if found == hashed:
+                break
+            slot = (slot + 1) & mask
+        if self._marks[slot]:
+            return False
+        self._marks[slot] = 1
+        self.taken += 1
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the table and the marks."""
+        return self._table.buffer_info()[1] * self._table.itemsize + len(self._marks)
+
+    def untaken(self, tags: Iterable[str]) -> Iterator[str]:
+        """Those of ``tags`` (the wanted ones again) not taken yet; takes them."""
+        return (tag for tag in tags if self.take(tag))
