@@ -113,7 +113,9 @@ def test_no_filter_takes_everything_and_asks_for_plain_pages() -> None:
     assert filters.wants_repository("a/b")
     assert filters.namespace_names() is None
     assert filters.repository_query() == []
-    assert filters.tag_query() == [("limit", "1000")]
+    assert filters.tag_query() == []
+    assert not filters.ordered
+    assert filters.page_size() == 1000
     selection = filters.selection()
     assert all(selection.take(f"t{i}", None) for i in range(2000))
     assert not selection.done
@@ -130,17 +132,19 @@ def test_server_gets_the_literal_part_of_a_single_glob_only() -> None:
     assert Filters(repositories=("apps/*work*",)).repository_query() == [("name", "apps/")]
     assert Filters(repositories=("a*", "b*")).repository_query() == []
     assert Filters(repositories=("*",)).repository_query() == []
-    assert Filters(tags=("*-alpine",)).tag_query() == [("tag", "-alpine"), ("limit", "1000")]
-    assert Filters(tags=("v1*", "v2*")).tag_query() == [("limit", "1000")]
+    assert Filters(tags=("*-alpine",)).tag_query() == [("tag", "-alpine")]
+    assert Filters(tags=("v1*", "v2*")).tag_query() == []
 
 
 def test_newest_and_since_ask_for_newest_first() -> None:
     """--newest alone asks for exactly N (up to a page); with another filter, full pages."""
-    order = [("order_column", "updated_at"), ("order_type", "desc")]
-    assert Filters(newest=5).tag_query() == [*order, ("limit", "5")]
-    assert Filters(newest=5000).tag_query() == [*order, ("limit", "1000")]
-    assert Filters(newest=5, tags=("v*",)).tag_query() == [("tag", "v"), *order, ("limit", "1000")]
-    assert Filters(updated_since=NOW).tag_query() == [*order, ("limit", "1000")]
+    assert Filters(newest=5).ordered
+    assert Filters(updated_since=NOW).ordered
+    assert not Filters(tags=("v*",)).ordered
+    assert Filters(newest=5).page_size() == 5
+    assert Filters(newest=5000).page_size() == 1000
+    assert Filters(newest=5, tags=("v*",)).page_size() == 1000
+    assert Filters(newest=5, updated_since=NOW).page_size() == 1000
 
 
 def test_selection_stops_at_the_first_older_tag() -> None:

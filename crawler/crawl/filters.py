@@ -165,19 +165,19 @@ class Filters:
         return []
 
     def tag_query(self) -> list[tuple[str, str]]:
-        """Query parameters narrowing and ordering the tag list, ``limit`` included."""
-        query: list[tuple[str, str]] = []
+        """Query parameters narrowing the tag list (a superset of what is taken); the
+        order (:attr:`ordered`) and the page size (:meth:`page_size`) come apart."""
         if len(self.tags) == 1:
             part = literal_part(self.tags[0])
             if part:
-                query.append(("tag", part))
-        limit = MAX_PAGE
-        if self.ordered:
-            query += [("order_column", "updated_at"), ("order_type", "desc")]
-            if self.newest and not self.tags and self.updated_since is None:
-                limit = min(self.newest, MAX_PAGE)  # every item is taken: ask for no more
-        query.append(("limit", str(limit)))
-        return query
+                return [("tag", part)]
+        return []
+
+    def page_size(self) -> int:
+        """The tag-list page to ask for: the largest, unless ``--newest N`` alone needs fewer."""
+        if self.newest and not self.tags and self.updated_since is None:
+            return min(self.newest, MAX_PAGE)  # every item is taken: ask for no more
+        return MAX_PAGE
 
     def selection(self) -> TagSelection:
         """A fresh selection for the tag list of one repository."""
