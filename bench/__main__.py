@@ -1,7 +1,8 @@
 """``make bench`` = ``python -m bench``: swr-crawler against the official SDK and the ceiling.
 
 Options: ``--quick`` (smaller catalogues, one run), ``--scenario NAME``
-(repeatable: cpu, latency, rate, one-off, converge, converge-blind, startup, memory), ``--runs N``,
+(repeatable: cpu, latency, rate, one-off, converge, converge-blind, startup, memory, inventory),
+``--runs N``,
 ``--contenders a,b``, ``--out FILE``. Writes JSON (``bench/results/latest.json`` for a full run,
 ``bench/results/quick.json`` otherwise) and prints a table.
 """
@@ -20,9 +21,11 @@ from typing import Any
 
 import orjson
 
+from bench.inventory import Inventory, inventory_scenario, run_inventory
 from bench.scenarios import (
     CONTENDERS,
     Memory,
+    Scenario,
     Startup,
     Throughput,
     figures,
@@ -68,6 +71,11 @@ def table(results: dict[str, Any]) -> str:
                 f"{summary['cpu_per_10k_rows']:9.2f} {summary['peak_rss_mb']:11.0f} "
                 f"{summary['throttled_429']:6.0f} {summary['sandbox_core_share']:11.0%}"
             )
+        for label, run in scenario.get("runs", {}).items() if name == "inventory" else ():
+            lines.append(
+                f"{name:10s} {label:16s} {run['rows']:7,} rows {run['requests']:7,} requests "
+                f"{run['wall']:8.1f} s {run['peak_rss_mb']:4.0f} MB {run['throttled_429']} 429s"
+            )
         for size, summary in scenario.get("sizes", {}).items():
             lines.append(
                 f"{name:10s} {int(size):>12,} {summary['rows_per_second']:8.0f} "
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[s.name for s in scenarios(quick=False)],
+        choices=[*(s.name for s in scenarios(quick=False)), "inventory"],
         help="Run only these (repeatable).",
     )
     parser.add_argument("--runs", type=int, default=None, help="Alternating runs [3; quick 1].")
@@ -128,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(contenders) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders: {', '.join(sorted(unknown))}")
-    selected = [s for s in scenarios(args.quick) if not args.scenario or s.name in args.scenario]
+    every: list[Scenario | Inventory] = [*scenarios(args.quick), inventory_scenario(args.quick)]
+    selected = [s for s in every if not args.scenario or s.name in args.scenario]
     full = not args.quick and not args.scenario and set(contenders) == set(CONTENDERS)
     out = args.out or RESULTS / ("latest.json" if full else "quick.json")
 
@@ -150,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = run_throughput(scenario, Path(tmp), runs, contenders, say)
             elif isinstance(scenario, Startup):
                 outcome = run_startup(scenario, Path(tmp), runs, say)
+            elif isinstance(scenario, Inventory):
+                # Once: request counts do not vary, and detail mode takes ~17 minutes.
+                outcome = run_inventory(scenario, Path(tmp), say)
             else:
                 assert isinstance(scenario, Memory)
                 # Once: peak RSS is not noisy, and a million targets take minutes.

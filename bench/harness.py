@@ -45,6 +45,8 @@ class SandboxSpec:
     #: The window the sandbox's 429 message states its limit in; None: it states none.
     stated_window: str | None = "minute"
     seed: int = 7
+    #: Tags of each namespace's repositories in turn (cycled; overrides ``tags``).
+    tag_counts: tuple[int, ...] = ()
     #: Answers the sandbox keeps built: the whole catalogue when it fits, so that
     #: no contender pays for building a body another one found cached.
     cache_size: int = 16384
@@ -52,6 +54,11 @@ class SandboxSpec:
     @property
     def size(self) -> int:
         """Targets in the catalogue."""
+        if self.tag_counts:
+            per_namespace = sum(
+                self.tag_counts[r % len(self.tag_counts)] for r in range(self.repos)
+            )
+            return self.namespaces * per_namespace
         return self.namespaces * self.repos * self.tags
 
 
@@ -96,6 +103,8 @@ def sandbox(spec: SandboxSpec, workdir: Path) -> Iterator[Sandbox]:
     if spec.rate_limit is not None:
         command += ["--rate-limit", str(spec.rate_limit), "--rate-burst", str(spec.rate_burst)]
         command += ["--stated-window", spec.stated_window or "none"]
+    if spec.tag_counts:
+        command += ["--tag-counts", ",".join(str(count) for count in spec.tag_counts)]
     with sandbox_process(*command) as (url, process):
         yield Sandbox(url, targets, process)
 

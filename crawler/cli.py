@@ -1,4 +1,4 @@
-"""The command line: ``swr-crawler crawl|sandbox|demo``.
+"""The command line: ``swr-crawler crawl|discover|sandbox|demo|report|diff``.
 
 Configuration is loaded here and nowhere else (flags > environment > TOML >
 defaults), logging is configured here once, and every usage or configuration
@@ -110,14 +110,85 @@ def crawl(config_path: str | None, **flags: Any) -> None:
     """Crawl the tag details of every target into Parquet under --out."""
     if os.environ.get("JOB_COMPLETION_INDEX") and not flags.get("shard"):
         flags["shard"] = _shard_from_job_index(os.environ)
-    if not flags.get("namespaces"):
-        flags["namespaces"] = None  # click gives () for an unused multiple option
+    _unset_empty_multiples(flags)
     try:
         config = build_config(flags, config_path=config_path)
     except ConfigError as exc:
         fail_usage(str(exc))
     configure_logging(config.log_format)
     sys.exit(_run(config))
+
+
+#: The settings ``discover`` takes: the filters, and how to reach and pace the API.
+DISCOVER_SETTINGS = (
+    "namespaces",
+    "repositories",
+    "tags",
+    "updated_since",
+    "newest",
+    "endpoint",
+    "region",
+    "concurrency",
+    "rate",
+    "burst",
+    "max_attempts",
+    "backoff_initial",
+    "backoff_max",
+    "timeout",
+    "max_body_bytes",
+    "log_format",
+    "seed",
+)
+
+
+def _discover_options(func: F) -> F:
+    for name in reversed(DISCOVER_SETTINGS):
+        func = _option_of(FIELDS[name])(func)
+    return func
+
+
+@cli.command()
+@_discover_options
+@click.option(
+    "--output", "-o", default="-", show_default=True, help="Targets file to write; - = stdout."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="text: namespace/repository:tag lines; jsonl: with digest, size and updated.",
+)
+@click.option("--config", "config_path", help="TOML config file.")
+def discover(config_path: str | None, output: str, fmt: str, **flags: Any) -> None:
+    """List the registry's tags (filtered) into a targets file for crawl --targets."""
+    from crawler.run.inventory import run_discover
+
+    _unset_empty_multiples(flags)
+    flags["discover"] = True
+    try:
+        config = build_config(flags, config_path=config_path, needs_out=False)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    configure_logging(config.log_format)
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        result = anyio.run(run_discover, config, output, fmt)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    except KeyboardInterrupt:
+        click.echo("swr-crawler: interrupted", err=True)
+        sys.exit(1)
+    click.echo(result.summary(output), err=True)
+    sys.exit(result.exit_code)
+
+
+def _unset_empty_multiples(flags: dict[str, Any]) -> None:
+    """click gives () for a repeatable option not used: unset, so env and TOML still apply."""
+    for name, value in flags.items():
+        if value == ():
+            flags[name] = None
 
 
 def _shard_from_job_index(environ: os._Environ[str]) -> str:

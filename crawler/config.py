@@ -14,9 +14,11 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from crawler.crawl.filters import FilterError, Filters, parse_since
 from crawler.errors import ConfigError
 from crawler.http.endpoint import check_region, parse_endpoint
 from crawler.http.response import DEFAULT_MAX_BODY_BYTES
@@ -86,6 +88,9 @@ TARGETS_FORMATS: Final = ("auto", "text", "csv", "jsonl")
 LOG_FORMATS: Final = ("auto", "json", "console")
 #: The ``--mode`` values of ``crawl --discover`` (see :mod:`crawler.crawl.discover`).
 DISCOVER_MODES: Final = ("list", "detail")
+#: Every ``--mode``: ``auto`` is ``list`` for ``--discover`` and a planned crawl
+#: (:mod:`crawler.crawl.planned`) for ``--targets``.
+MODES: Final = ("auto", *DISCOVER_MODES)
 _SECONDS: Final = Limits(0, 3600)
 
 
@@ -101,13 +106,32 @@ class CrawlConfig:
     targets: str | None = setting(None, "Targets file (text, .csv, .jsonl); - for stdin.")
     discover: bool = setting(False, "Take the targets from the registry's list APIs.")
     namespaces: tuple[str, ...] = setting(
-        (), "With --discover: only this namespace (repeatable).", flag="--namespace"
+        (), "With --discover: only namespaces matching this glob (repeatable).", flag="--namespace"
+    )
+    repositories: tuple[str, ...] = setting(
+        (),
+        "With --discover: only repositories matching this glob; * matches / too (repeatable).",
+        flag="--repository",
+    )
+    tags: tuple[str, ...] = setting(
+        (), "With --discover: only tags matching this glob (repeatable).", flag="--tag"
+    )
+    updated_since: str | None = setting(
+        None,
+        "With --discover: only tags updated since an ISO date/time or an age (30d, 12h).",
+        metavar="WHEN",
+    )
+    newest: int = setting(
+        0,
+        "With --discover: only the N most recently updated tags per repository; 0 = all.",
+        limits=Limits(0, 1_000_000),
     )
     mode: str = setting(
-        "list",
-        "With --discover: list = rows from the tag list pages (1 request per 1,000 tags); "
-        "detail = one ShowRepoTag request per tag.",
-        choices=DISCOVER_MODES,
+        "auto",
+        "list = rows from the tag list pages (1 request per 1,000 tags; --discover only); "
+        "detail = one ShowRepoTag request per tag; auto = list for --discover, and for "
+        "--targets each repository listed or fetched tag by tag, whichever takes fewer requests.",
+        choices=MODES,
     )
     out: str = setting("", "Output directory (one run = one directory).")
     dataset: str = setting(
@@ -203,6 +227,16 @@ FIELDS: Final = {f.name: f for f in dataclasses.fields(CrawlConfig)}
 #: Settings a config file or the environment may give (not the per-run ones).
 _SETTABLE = tuple(name for name, f in FIELDS.items() if not f.metadata["per_run"])
 ENV_PREFIX = "SWR_"
+#: Repeatable glob settings (a comma-separated list in the environment or a string in TOML).
+_GLOB_LISTS: Final = ("namespaces", "repositories", "tags")
+#: Settings only a listing of the registry uses (``crawl --discover`` and ``discover``).
+LISTING_FILTERS: Final = (*_GLOB_LISTS, "updated_since", "newest")
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a setting, e.g. ``--namespace`` for ``namespaces``."""
+    flag: str | None = FIELDS[field].metadata["flag"]
+    return flag or "--" + field.replace("_", "-")
 
 
 def env_name(field: str) -> str:
@@ -227,7 +261,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     try:
         if name == "shard":
             return parse_shard(str(value)) if not isinstance(value, tuple) else value
-        if name == "namespaces":
+        if name in _GLOB_LISTS:
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(item).strip() for item in items if str(item).strip())
         if isinstance(default, bool):
@@ -288,8 +322,12 @@ def build_config(
     *,
     config_path: str | None = None,
     environ: Mapping[str, str] | None = None,
+    needs_out: bool = True,
 ) -> CrawlConfig:
-    """Merge defaults < TOML < environment < flags (flags that are None are unset)."""
+    """Merge defaults < TOML < environment < flags (flags that are None are unset).
+
+    ``needs_out`` False: a command that writes no output directory (``discover``).
+    """
     merged: dict[str, Any] = {}
     if config_path:
         merged.update(load_toml(config_path))
@@ -298,13 +336,13 @@ def build_config(
         if value is not None:
             merged[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
     config = CrawlConfig(**merged)
-    validate(config)
+    validate(config, needs_out=needs_out)
     return config
 
 
-def validate(config: CrawlConfig) -> None:
+def validate(config: CrawlConfig, *, needs_out: bool = True) -> None:
     """Reject settings no run could use, with a message naming the setting."""
-    if bool(config.out) == bool(config.dataset):
+    if needs_out and bool(config.out) == bool(config.dataset):
         raise ConfigError("give --out DIR or --dataset ROOT (one of them)")
     if "://" in config.out:
         raise ConfigError(
@@ -330,12 +368,31 @@ def validate(config: CrawlConfig) -> None:
         raise ConfigError("no endpoint: give --endpoint URL or --region ID (e.g. cn-north-4)")
     if config.discover and config.targets is not None:
         raise ConfigError("give --targets or --discover, not both")
-    if config.namespaces and not config.discover:
-        raise ConfigError("--namespace only applies with --discover")
+    if config.mode == "list" and not config.discover:
+        raise ConfigError("--mode list is for --discover; a targets file takes auto or detail")
+    if not config.discover:
+        given = [flag_name(name) for name in LISTING_FILTERS if getattr(config, name)]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --discover (or the discover command)")
+    try:
+        listing_filters(config, datetime.now(UTC))
+    except FilterError as exc:
+        raise ConfigError(str(exc)) from None
     if config.endpoint:
         parse_endpoint(config.endpoint)
     if config.region:
         check_region(config.region)
+
+
+def discover_mode(config: CrawlConfig) -> str:
+    """How ``--discover`` gets its rows: ``list`` or ``detail`` (``auto`` is ``list``)."""
+    return "list" if config.mode == "auto" else config.mode
+
+
+def listing_filters(config: CrawlConfig, now: datetime) -> Filters:
+    """The filters of a registry listing, ``--updated-since`` counted back from ``now``."""
+    since = None if config.updated_since is None else parse_since(config.updated_since, now)
+    return Filters(config.namespaces, config.repositories, config.tags, since, config.newest)
 
 
 def effective_endpoint(config: CrawlConfig) -> str:

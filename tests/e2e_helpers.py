@@ -105,8 +105,20 @@ CRAWLER = (sys.executable, "-m", "crawler")
 
 
 def crawl_args(targets: Path | str, out: Path, endpoint: str, *extra: str) -> list[str]:
-    """The arguments of ``swr-crawler crawl`` for a targets file, an output and an endpoint."""
-    return ["crawl", "--targets", str(targets), "--out", str(out), "--endpoint", endpoint, *extra]
+    """The arguments of ``swr-crawler crawl`` for a targets file, an output and an endpoint
+    (``--mode detail``, as in :func:`crawl`, unless ``extra`` gives another)."""
+    mode = [] if "--mode" in extra else ["--mode", "detail"]
+    return [
+        "crawl",
+        "--targets",
+        str(targets),
+        "--out",
+        str(out),
+        "--endpoint",
+        endpoint,
+        *mode,
+        *extra,
+    ]
 
 
 def run_cli(
@@ -143,20 +155,27 @@ def read_dataset(directory: Path, schema: pa.Schema) -> pa.Table:
 
 async def crawl(
     url: str,
-    lines: Sequence[str],
+    lines: Sequence[str] | None,
     out: Path,
     *,
     environ: Mapping[str, str] | None = None,
     **settings: Any,
 ) -> Outcome:
-    """Write ``lines`` as a targets file and crawl them into ``out`` with the real pipeline."""
+    """Write ``lines`` as a targets file and crawl them into ``out`` with the real pipeline
+    (``lines`` None: no targets file, for ``discover=True``).
+
+    ``mode`` is ``detail`` unless given: most end-to-end tests count and script the
+    ShowRepoTag requests of each target; planned crawls (``auto``) are tested apart.
+    """
     from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 
     out.mkdir(parents=True, exist_ok=True)
-    targets = out.parent / f"{out.name}-targets.txt"
-    targets.write_text("\n".join(lines) + "\n")
+    targets = None
+    if lines is not None:
+        targets = out.parent / f"{out.name}-targets.txt"
+        targets.write_text("\n".join(lines) + "\n")
     flags = {
-        "targets": str(targets),
+        "targets": None if targets is None else str(targets),
         "out": str(out),
         "endpoint": url,
         "rate": 0,
@@ -165,6 +184,7 @@ async def crawl(
         "backoff_max": 0.05,
         "progress": False,
         "seed": 1,
+        "mode": "detail",
         **settings,
     }
     config = build_config(flags, environ={})

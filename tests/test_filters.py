@@ -207,3 +207,21 @@ def test_empty_patterns_and_negative_newest_are_refused() -> None:
         Filters(tags=("",))
     with pytest.raises(FilterError, match="newest"):
         Filters(newest=-1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"discover": True, "updated_since": "yesterday"}, "updated-since"),
+        ({"targets": "t.txt", "tags": ("v*",)}, "--tag: only with --discover"),
+        ({"targets": "t.txt", "newest": 3}, "--newest: only with --discover"),
+        ({"targets": "t.txt", "mode": "list"}, "--mode list is for --discover"),
+    ],
+)
+def test_bad_filter_settings_are_usage_errors(flags: dict[str, object], message: str) -> None:
+    """A filter that cannot be used is a ConfigError (exit 2) naming the flag, before any run."""
+    from crawler.config import build_config
+    from crawler.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        build_config({"out": "o", "endpoint": "http://127.0.0.1:9", **flags}, environ={})

@@ -13,6 +13,13 @@ Two modes (``--mode``):
   same :func:`~crawler.output.normalize.tag_row_of`. An item whose manifest
   is empty or that lacks a field is fetched with ShowRepoTag by the pool.
 * ``detail``: the pages give only names; every tag is one ShowRepoTag.
+* ``names`` (the ``discover`` command): the pages without manifests, each tag
+  sent as a :class:`Named` with its list item, for a targets file.
+
+The filters (:mod:`crawler.crawl.filters`) narrow each level: what the API
+can filter goes into the query, the exact globs are applied here, and a
+repository's tag listing stops early once ``--updated-since``/``--newest``
+can take nothing more.
 
 A listing that fails for good becomes a
 :class:`~crawler.crawl.intake.ListingError` (an ``errors`` row with a null
@@ -22,7 +29,7 @@ incomplete.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +43,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from crawler.config import DISCOVER_MODES
 from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
+from crawler.crawl.filters import Filters
 from crawler.crawl.intake import Batch, Intake, Item, Listed, ListingError
 from crawler.crawl.lister import (
     PAGE_SIZE,
@@ -53,7 +61,19 @@ log = structlog.get_logger("crawler")
 
 BATCH = 256  # discovered items handed to the pool at once, at most
 
-MODES: Final = DISCOVER_MODES
+MODES: Final = (*DISCOVER_MODES, "names")
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A listed tag and its list item (``names`` mode): a line of ``discover``'s output."""
+
+    target: Target
+    item: dict[str, Any]
+
+
+#: What discovery sends: the pool's items, or (``names`` mode) listed names.
+Found = Item | Named
 
 
 def complete_item(item: dict[str, Any]) -> bool:
@@ -119,24 +139,29 @@ class Discoverer:
         mode: str = "list",
         concurrency: int = 4,
         page_size: int = PAGE_SIZE,
+        filters: Filters | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.lister = Lister(client, attempts, page_size=page_size)
         self._mode = mode
+        self._filters = filters or Filters()
         self._concurrency = concurrency
         self.stats = DiscoveryStats(mode=mode)
         self._refused: AuthenticationFailed | None = None
         self._scope = anyio.CancelScope()
 
-    async def run(self, send: MemoryObjectSendStream[Item], namespaces: Sequence[str] = ()) -> None:
-        """Discover every tag (of ``namespaces``, or of all visible ones); close ``send``.
+    async def run(self, send: MemoryObjectSendStream[Found]) -> None:
+        """Discover every tag the filters take; close ``send``.
 
         Raises :class:`AuthenticationFailed` when the credential is refused.
         """
+        filters = self._filters
         async with send:
             try:
-                names = list(namespaces) or await self.lister.namespaces()
+                names = filters.namespace_names() or [
+                    n for n in await self.lister.namespaces() if filters.wants_namespace(n)
+                ]
             except ListingFailed as exc:
                 await self._failed(send, None, None, exc)
                 return
@@ -168,12 +193,16 @@ class Discoverer:
         self,
         namespace: str,
         repos_send: ObjectSendStream[tuple[str, str]],
-        send: ObjectSendStream[Item],
+        send: ObjectSendStream[Found],
     ) -> None:
+        filters = self._filters
+        query = filters.repository_query()
         try:
-            async with aclosing(self.lister.repositories(namespace)) as pages:
+            async with aclosing(self.lister.repositories(namespace, query)) as pages:
                 async for page in pages:
                     for repo in page:
+                        if not filters.wants_repository(repo.name):
+                            continue
                         self.stats.repositories += 1
                         await repos_send.send((repo.namespace, repo.name))
         except ListingFailed as exc:
@@ -184,7 +213,7 @@ class Discoverer:
             return
 
     async def _tag_lister(
-        self, repos: ObjectReceiveStream[tuple[str, str]], send: ObjectSendStream[Item]
+        self, repos: ObjectReceiveStream[tuple[str, str]], send: ObjectSendStream[Found]
     ) -> None:
         async with repos, send:
             async for namespace, repository in repos:
@@ -199,21 +228,48 @@ class Discoverer:
                     return
 
     async def _list_tags(
-        self, namespace: str, repository: str, send: ObjectSendStream[Item]
+        self, namespace: str, repository: str, send: ObjectSendStream[Found]
     ) -> None:
         rows = self._mode == "list"
+        named = self._mode == "names"
         stats = self.stats
-        async with aclosing(self.lister.tags(namespace, repository, with_manifest=rows)) as pages:
+        filters = self._filters
+        selection = filters.selection()
+        pages = self.lister.tags(
+            namespace,
+            repository,
+            with_manifest=rows,
+            newest_first=filters.ordered,
+            query=filters.tag_query(),
+            page_size=filters.page_size(),
+        )
+        async with aclosing(pages):
             async for page in pages:
-                for found in page_items(namespace, repository, page, rows=rows):
-                    stats.tags += 1
-                    if isinstance(found, Listed):
-                        stats.rows_from_lists += 1
-                    await send.send(found)
+                selected = []
+                for item in page.items:
+                    tag = item.get("tag")
+                    if not isinstance(tag, str) or validate(namespace, repository, tag) is not None:
+                        continue
+                    if selection.take(tag, item.get("updated")):
+                        selected.append(item)
+                    elif selection.done:
+                        break
+                stats.tags += len(selected)
+                if named:
+                    for item in selected:
+                        await send.send(Named(Target(namespace, repository, item["tag"]), item))
+                else:
+                    taken = TagPage(selected, page.attempts)
+                    for found in page_items(namespace, repository, taken, rows=rows):
+                        if isinstance(found, Listed):
+                            stats.rows_from_lists += 1
+                        await send.send(found)
+                if selection.done:
+                    break  # newest first: nothing later can be taken
 
     async def _failed(
         self,
-        send: ObjectSendStream[Item],
+        send: ObjectSendStream[Found],
         namespace: str | None,
         repository: str | None,
         exc: ListingFailed,
@@ -243,17 +299,15 @@ class DiscoverySource:
         discoverer: Discoverer,
         intake: Intake,
         control: RunControl,
-        namespaces: Sequence[str] = (),
     ) -> None:
         self.discoverer = discoverer
         self._intake = intake
         self._control = control
-        self._namespaces = namespaces
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[AsyncIterable[Batch | BaseException]]:
         """Start discovery; yield the admitted items in batches as they are found."""
-        send, receive = anyio.create_memory_object_stream[Item](BATCH)
+        send, receive = anyio.create_memory_object_stream[Found](BATCH)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._discover, send)
             try:
@@ -261,9 +315,9 @@ class DiscoverySource:
             finally:
                 tg.cancel_scope.cancel()  # the crawl stopped early: so does discovery
 
-    async def _discover(self, send: MemoryObjectSendStream[Item]) -> None:
+    async def _discover(self, send: MemoryObjectSendStream[Found]) -> None:
         try:
-            await self.discoverer.run(send, self._namespaces)
+            await self.discoverer.run(send)
         except AuthenticationFailed as exc:
             log.error("discover.unauthorized", reason=str(exc))
             self._control.stop("unauthorized")
@@ -277,18 +331,24 @@ class DiscoverySource:
             self.discoverer.stats.failures -= 1
         return False
 
-    async def _batches(self, receive: MemoryObjectReceiveStream[Item]) -> AsyncIterator[Batch]:
+    async def _batches(self, receive: MemoryObjectReceiveStream[Found]) -> AsyncIterator[Batch]:
         admit = self._admit
         async with receive:
-            async for first in receive:
+            async for found in receive:
+                first = _pool_item(found)
                 batch: Batch = [first] if admit(first) else []
                 # Take whatever else is already waiting, without waiting for more.
                 while len(batch) < BATCH:
                     try:
-                        item = receive.receive_nowait()
+                        item = _pool_item(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                     if admit(item):
                         batch.append(item)
                 if batch:
                     yield batch
+
+
+def _pool_item(found: Found) -> Item:
+    """What the pool does with a found tag: a listed name is a target to fetch."""
+    return found.target if isinstance(found, Named) else found

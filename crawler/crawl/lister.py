@@ -186,12 +186,17 @@ class Lister:
             str(item["name"]) for item in items or [] if isinstance(item, dict) and item.get("name")
         ]
 
-    async def repositories(self, namespace: str) -> AsyncGenerator[list[Repository], None]:
-        """The repositories of ``namespace``, a page (up to 1,000) at a time."""
+    async def repositories(
+        self, namespace: str, query: Sequence[tuple[str, str]] = ()
+    ) -> AsyncGenerator[list[Repository], None]:
+        """The repositories of ``namespace``, a page (up to 1,000) at a time; ``query``
+        narrows them (e.g. ``name``, see :meth:`crawler.crawl.filters.Filters.repository_query`)."""
         pager = MarkerPager(self._page_size)
         while not pager.done:
             body, _ = await self._get_json(
-                "repositories", "/v3/manage/repos", [("namespace", namespace), *pager.params()]
+                "repositories",
+                "/v3/manage/repos",
+                [("namespace", namespace), *query, *pager.params()],
             )
             repos = body.get("repos") if isinstance(body, dict) else None
             page = [r for r in repos or [] if isinstance(r, dict) and r.get("name")]
@@ -212,23 +217,30 @@ class Lister:
         *,
         with_manifest: bool = True,
         newest_first: bool = False,
+        query: Sequence[tuple[str, str]] = (),
+        page_size: int | None = None,
     ) -> AsyncGenerator[TagPage, None]:
         """The tag items of a repository, a page at a time, each in ShowRepoTag's shape.
 
         ``newest_first`` asks the service to order by ``updated_at``, newest
         first, so a caller that wants the newest few can stop after one page.
+        ``query`` narrows the list (``tag``, see
+        :meth:`crawler.crawl.filters.Filters.tag_query`); ``page_size`` overrides
+        the lister's.
         Falls back to the v2 list (offset/limit) where v3 is not published.
         Raises :class:`ListingFailed` when a page fails for good,
         :class:`AuthenticationFailed` on a refused credential.
         """
         order = [("order_column", "updated_at"), ("order_type", "desc")] if newest_first else []
+        narrowing = [*query, *order]
+        size = page_size or self._page_size
         if self._v3_available() is not False:
             path = repository_path(namespace, repository, "v3")
-            query = [*order, ("with_manifest", "true" if with_manifest else "false")]
-            pager = MarkerPager(self._page_size, end_markers=("",))
+            v3_query = [*narrowing, ("with_manifest", "true" if with_manifest else "false")]
+            pager = MarkerPager(size, end_markers=("",))
             while not pager.done:
                 try:
-                    body, spent = await self._v3_page(path, [*query, *pager.params()])
+                    body, spent = await self._v3_page(path, [*v3_query, *pager.params()])
                 except _V3Unavailable:
                     break
                 except ListingFailed as exc:
@@ -248,7 +260,7 @@ class Lister:
                         reason=pager.anomaly,
                     )
                 return
-        async for v2_page in self._tags_v2(namespace, repository, order):
+        async for v2_page in self._tags_v2(namespace, repository, narrowing, size):
             yield v2_page
 
     async def _v3_page(self, path: str, query: list[tuple[str, str]]) -> tuple[Any, int]:
@@ -273,14 +285,14 @@ class Lister:
         return self._v3
 
     async def _tags_v2(
-        self, namespace: str, repository: str, order: list[tuple[str, str]]
+        self, namespace: str, repository: str, narrowing: list[tuple[str, str]], size: int
     ) -> AsyncGenerator[TagPage, None]:
         path = repository_path(namespace, repository, "v2")
-        pager = OffsetPager(self._page_size)
+        pager = OffsetPager(size)
         seen: set[str] = set()
         while not pager.done:
             try:
-                body, spent = await self._get_json("tag_pages", path, [*order, *pager.params()])
+                body, spent = await self._get_json("tag_pages", path, [*narrowing, *pager.params()])
             except ListingFailed as exc:
                 if _smaller_pages(pager, exc, path):
                     continue

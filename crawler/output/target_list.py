@@ -20,7 +20,7 @@ from typing import IO, Final
 
 import orjson
 
-from crawler.output.sink import publish
+from crawler.output.storage import AtomicFile
 from crawler.targets import Target
 
 FORMATS: Final = ("text", "jsonl")
@@ -49,15 +49,13 @@ class TargetListWriter:
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
         self._fmt = fmt
-        self._final: Path | None = None
-        self._tmp: Path | None = None
+        self._atomic: AtomicFile | None = None
         self.lines = 0
         if output == "-":
             self._file: IO[bytes] = sys.stdout.buffer
         else:
-            self._final = Path(output)
-            self._tmp = self._final.with_name(f".{self._final.name}.tmp")
-            self._file = self._tmp.open("wb")
+            self._atomic = AtomicFile(Path(output))
+            self._file = self._atomic.stream
 
     def write(self, target: Target, item: Mapping[str, object]) -> None:
         """Add one listed tag."""
@@ -66,18 +64,17 @@ class TargetListWriter:
 
     def commit(self) -> None:
         """The listing is complete: make the file visible under its name."""
-        self._file.flush()
-        if self._tmp is not None and self._final is not None:
-            self._file.close()
-            publish(self._tmp, self._final)
-            self._tmp = None
+        if self._atomic is not None:
+            self._atomic.commit()
+            self._atomic = None
+        else:
+            self._file.flush()
 
     def abort(self) -> None:
         """The listing failed: drop the partial file (standard output keeps what it got)."""
-        if self._tmp is not None:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        if self._atomic is not None:
+            self._atomic.discard()
+            self._atomic = None
         else:
             self._file.flush()
 
@@ -90,5 +87,5 @@ class TargetListWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._tmp is not None:
+        if self._atomic is not None:
             self.abort()

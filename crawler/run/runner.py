@@ -24,12 +24,14 @@ from typing import Any
 import anyio
 import structlog
 
-from crawler.config import CrawlConfig, effective_endpoint
+from crawler.config import CrawlConfig, discover_mode, effective_endpoint, listing_filters
 from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, DiscoverySource
 from crawler.crawl.intake import Intake, Source
 from crawler.crawl.limits import RateLimiter
+from crawler.crawl.lister import Lister
+from crawler.crawl.planned import PlannedSource
 from crawler.crawl.pool import Crawler
 from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
@@ -200,9 +202,24 @@ async def _open_run(
     discovery = None
     if config.discover:
         discoverer = Discoverer(
-            client, attempts, mode=config.mode, concurrency=min(4, config.concurrency)
+            client,
+            attempts,
+            mode=discover_mode(config),
+            concurrency=min(4, config.concurrency),
+            filters=listing_filters(config, datetime.now(UTC)),
         )
-        discovery = DiscoverySource(discoverer, intake, control, config.namespaces)
+        discovery = DiscoverySource(discoverer, intake, control)
+    planned = None
+    if not config.discover and config.mode == "auto":
+        index, count = config.shard
+        planned = PlannedSource(
+            intake,
+            Lister(client, attempts),
+            control,
+            out_dir,
+            spill_tag=f"s{index}of{count}" if count > 1 else "run",
+            concurrency=min(4, config.concurrency),
+        )
     return _Run(
         config=config,
         endpoint=endpoint,
@@ -214,8 +231,9 @@ async def _open_run(
         writer=writer,
         crawler=crawler,
         limiter=limiter,
-        source=discovery or intake,
+        source=discovery or planned or intake,
         discovery=discovery,
+        planned=planned,
         previous=checkpoint.previous,
         fingerprint=fingerprint,
         run_id=run_id,
@@ -316,6 +334,7 @@ class _Run:
     limiter: RateLimiter
     source: Source
     discovery: DiscoverySource | None
+    planned: PlannedSource | None
     previous: dict[str, Any] | None
     fingerprint: str | None
     run_id: str
@@ -410,6 +429,8 @@ class _Run:
                 except OSError as exc:
                     self._output_failed(exc)
             services.cancel_scope.cancel()
+        if self.planned is not None:
+            self.stats.plan = self.planned.stats.as_dict()
         if self.discovery is not None:
             self.stats.discovery = self.discovery.discoverer.stats.as_dict()
             failures = self.discovery.discoverer.stats.failures

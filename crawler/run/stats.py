@@ -33,6 +33,8 @@ class RunStats:
     in_flight: int = 0
     discovery: dict[str, Any] | None = None
     """What registry discovery did (--discover only)."""
+    plan: dict[str, int] | None = None
+    """What a planned crawl of a targets file did (--mode auto only)."""
 
     def count_requests(self, api: str, sent: int, code: str) -> None:
         """``sent`` more HTTP requests went to ``api``; the last one ended in ``code``.
@@ -66,4 +68,5 @@ class RunStats:
             "retries": self.retries,
             "throttled_429": self.throttled,
             **({"discovery": self.discovery} if self.discovery is not None else {}),
+            **({"plan": self.plan} if self.plan is not None else {}),
         }
