@@ -144,6 +144,7 @@ class Discoverer:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.lister = Lister(client, attempts, page_size=page_size)
+        self._page_size = page_size
         self._mode = mode
         self._filters = filters or Filters()
         self._concurrency = concurrency
@@ -241,7 +242,7 @@ class Discoverer:
             with_manifest=rows,
             newest_first=filters.ordered,
             query=filters.tag_query(),
-            page_size=filters.page_size(),
+            page_size=filters.page_size(self._page_size),
         )
         async with aclosing(pages):
             async for page in pages:

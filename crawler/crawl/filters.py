@@ -173,11 +173,11 @@ class Filters:
                 return [("tag", part)]
         return []
 
-    def page_size(self) -> int:
-        """The tag-list page to ask for: the largest, unless ``--newest N`` alone needs fewer."""
+    def page_size(self, largest: int = MAX_PAGE) -> int:
+        """The tag-list page to ask for: ``largest``, unless ``--newest N`` alone needs fewer."""
         if self.newest and not self.tags and self.updated_since is None:
-            return min(self.newest, MAX_PAGE)  # every item is taken: ask for no more
-        return MAX_PAGE
+            return min(self.newest, largest)  # every item is taken: ask for no more
+        return largest
 
     def selection(self) -> TagSelection:
         """A fresh selection for the tag list of one repository."""
