@@ -14,6 +14,9 @@ import structlog
 
 from crawler.config import CrawlConfig, build_config
 from crawler.logs import configure_logging
+from crawler.output.checkpoint import read_checkpoint
+from crawler.output.compat import ReadStopped, targets_fingerprint
+from crawler.output.layout import Layout
 from crawler.run.runner import run_crawl
 from crawler.sandbox.server import running_sandbox
 from crawler.targets import InvalidTarget, Target, parse_reference
@@ -124,3 +127,20 @@ def test_a_console_traceback_prints_no_local_variable() -> None:
     text = stream.getvalue()
     assert "RuntimeError: signing failed (23 chars)" in text
     assert "skLOCAL/never-printed+1" not in text
+
+
+@pytest.mark.anyio
+async def test_long_set_up_reads_end_soon_after_a_stop(tmp_path: Path) -> None:
+    """The resume read and the targets fingerprint give up once the run stops, so a signal
+    during set-up leaves no thread reading a large output or file to its end."""
+    out = tmp_path / "out"
+    async with running_sandbox(sandbox_config()) as sb:
+        await crawl(sb.url, catalogue_keys(sb.catalogue)[:3], out)
+    stop = threading.Event()
+    stop.set()
+    layout = Layout(out)
+    with pytest.raises(ReadStopped):
+        read_checkpoint(layout, stop)
+    with pytest.raises(ReadStopped):
+        targets_fingerprint(str(tmp_path / "out-targets.txt"), stop)
+    assert len(read_checkpoint(layout, threading.Event()).recorded) == 3

@@ -31,6 +31,7 @@ and resume independently.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ import pyarrow.parquet as pq
 import structlog
 
 from crawler.errors import DEFINITIVE_KINDS, ErrorKind
+from crawler.output.compat import ReadStopped
 from crawler.output.layout import Layout, kept_name, original_of_kept
 from crawler.output.parts import PartFile
 from crawler.output.recorded import Recorded, add_keys, invalid_hash
@@ -70,12 +72,14 @@ class Checkpoint:
     tmp_removed: int = 0
 
 
-def read_checkpoint(layout: Layout) -> Checkpoint:
+def read_checkpoint(layout: Layout, stop: threading.Event | None = None) -> Checkpoint:
     """Read what this shard's earlier segments recorded, and make the output resumable.
 
     Removes temporary files of a killed segment and the transient ``errors``
     rows (see the module docstring). Blocking: call it in a worker thread,
     holding the output's lock. A damaged file is a ConfigError naming it.
+    Setting ``stop`` ends the read soon after (:class:`ReadStopped`), only
+    between files and batches read, never in the middle of a rewrite.
     """
     checkpoint = Checkpoint()
     checkpoint.tmp_removed = remove_stale_tmp(layout)
@@ -83,9 +87,13 @@ def read_checkpoint(layout: Layout) -> Checkpoint:
     for path in layout.own_parts("tags"):
         with PartFile(layout.storage, path, TAGS_SCHEMA) as part:
             for batch in part.batches(READ_BATCH_ROWS, KEY_COLUMNS):
+                if stop is not None and stop.is_set():
+                    raise ReadStopped(path)
                 add_keys(checkpoint.recorded.keys, batch)
                 checkpoint.tags_rows += batch.num_rows
     for path in layout.own_parts("errors"):
+        if stop is not None and stop.is_set():
+            raise ReadStopped(path)
         _read_errors_file(layout, path, checkpoint)
     return checkpoint
 

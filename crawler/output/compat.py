@@ -14,6 +14,7 @@ Refused, each with exit 2 and a one-line reason:
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any
 
 import orjson
@@ -28,10 +29,22 @@ log = structlog.get_logger("crawler")
 __all__ = ["check_compatible", "check_layout", "has_run", "load_run_file", "targets_fingerprint"]
 
 
-def targets_fingerprint(path: str) -> str:
-    """sha256 of a targets file's bytes, read in chunks (call it in a worker thread)."""
+def targets_fingerprint(path: str, stop: threading.Event | None = None) -> str:
+    """sha256 of a targets file's bytes, read in chunks (call it in a worker thread).
+
+    Raises :class:`ReadStopped` soon after ``stop`` is set (the run is stopping).
+    """
+    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        while chunk := fh.read(1 << 20):
+            if stop is not None and stop.is_set():
+                raise ReadStopped(path)
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ReadStopped(Exception):
+    """A long read for set-up was given up: the run stopped before it began."""
 
 
 def _describe(shard: Shard) -> str:

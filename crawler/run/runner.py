@@ -14,12 +14,13 @@ import os
 import random
 import signal
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -57,6 +58,8 @@ from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, iter_targets
 
 log = structlog.get_logger("crawler")
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Seconds requests in flight get to finish after a stop (a signal, a refused credential).
 GRACE_SECONDS = 5.0
@@ -271,6 +274,16 @@ def _is_regular_file(path: str) -> bool:
         return False
 
 
+async def _stoppable(read: Callable[[T, threading.Event], R], argument: T) -> R:
+    """``read(argument, stop)`` in a worker thread that a stop abandons at once and
+    that then ends itself soon after (``stop`` set), so no thread outlives the run."""
+    stop = threading.Event()
+    try:
+        return await anyio.to_thread.run_sync(read, argument, stop, abandon_on_cancel=True)
+    finally:
+        stop.set()
+
+
 async def _open_output(
     config: CrawlConfig, layout: Layout, targets_path: str | None
 ) -> tuple[Checkpoint, str | None]:
@@ -283,9 +296,7 @@ async def _open_output(
         )
     fingerprint = None
     if targets_path is not None and _is_regular_file(targets_path):
-        fingerprint = await anyio.to_thread.run_sync(
-            targets_fingerprint, targets_path, abandon_on_cancel=True
-        )
+        fingerprint = await _stoppable(targets_fingerprint, targets_path)
     if not config.resume:
         return Checkpoint(), fingerprint
     previous = load_run_file(layout)
@@ -300,7 +311,7 @@ async def _open_output(
     )
     check_compatible(previous, layout.run_file(), fingerprint, unchecked)
     started = anyio.current_time()
-    checkpoint = await anyio.to_thread.run_sync(read_checkpoint, layout, abandon_on_cancel=True)
+    checkpoint = await _stoppable(read_checkpoint, layout)
     checkpoint.previous = previous
     log.info(
         "crawl.resume_read",
