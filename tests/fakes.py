@@ -1,8 +1,22 @@
-"""Fakes shared by the unit tests of the crawl: what stands in for the output."""
+"""What the crawl's unit and socket tests share: a sink kept in lists, the attempt loop
+without limits, and a client of a running sandbox."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from crawler.crawl.attempt import Attempts
+from crawler.crawl.control import RunControl
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.retry import RetryPolicy
+from crawler.http.client import SwrClient
+from crawler.http.credentials import StaticToken
+from crawler.http.endpoint import parse_endpoint
+from crawler.http.transport import Transport
 from crawler.output.rows import ErrorRow, TagRow
+from crawler.run.stats import RunStats
 
 
 class ListSink:
@@ -20,3 +34,34 @@ class ListSink:
 
     async def wait_for_room(self) -> None:
         return None
+
+
+def unlimited_attempts(
+    stats: RunStats,
+    control: RunControl | None = None,
+    *,
+    concurrency: int = 4,
+    max_attempts: int = 3,
+    backoff: float = 0.0,
+) -> Attempts:
+    """The run's attempt loop with no rate limit and (unless asked) no backoff, seeded."""
+    return Attempts(
+        limiter=RateLimiter(0),
+        policy=RetryPolicy(max_attempts, backoff, backoff * 4),
+        concurrency=concurrency,
+        stats=stats,
+        control=control or RunControl(),
+        rng=random.Random(0),
+    )
+
+
+@asynccontextmanager
+async def sandbox_client(
+    url: str, token: str, *, max_connections: int = 4
+) -> AsyncIterator[SwrClient]:
+    """A real client of the sandbox at ``url``; its connections closed at the end."""
+    transport = Transport(timeout=5, max_connections=max_connections)
+    try:
+        yield SwrClient(parse_endpoint(url), StaticToken(token), transport)
+    finally:
+        await transport.aclose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
@@ -15,20 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crawler.config import build_config
-from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, DiscoverySource
 from crawler.crawl.intake import Intake, Item, Listed
-from crawler.crawl.limits import RateLimiter
 from crawler.crawl.lister import MarkerPager
 from crawler.crawl.pool import Crawler
-from crawler.crawl.retry import RetryPolicy
 from crawler.errors import AuthenticationFailed, ConfigError
 from crawler.http.client import SwrClient
-from crawler.http.credentials import StaticToken
-from crawler.http.endpoint import parse_endpoint
 from crawler.http.response import Response
-from crawler.http.transport import Transport
 from crawler.run.runner import run_crawl
 from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
@@ -36,7 +29,7 @@ from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
 from crawler.targets import Target
 from tests.e2e_helpers import catalogue_keys
-from tests.fakes import ListSink
+from tests.fakes import ListSink, sandbox_client, unlimited_attempts
 
 TOKEN = "discover-token"
 
@@ -64,27 +57,15 @@ async def discover(
     config: SandboxConfig, *, max_attempts: int = 5, backoff: float = 0.0, mode: str = "detail"
 ) -> tuple[list[Item], Discoverer, RunStats]:
     """Run discovery against a sandbox; return what it found, in order."""
-    async with running_sandbox(config) as sb:
-        transport = Transport(timeout=5, max_connections=4)
-        client = SwrClient(parse_endpoint(sb.url), StaticToken(TOKEN), transport)
+    async with running_sandbox(config) as sb, sandbox_client(sb.url, TOKEN) as client:
         stats = RunStats()
-        attempts = Attempts(
-            limiter=RateLimiter(0),
-            policy=RetryPolicy(max_attempts, backoff, backoff * 4),
-            concurrency=4,
-            stats=stats,
-            control=RunControl(),
-            rng=random.Random(0),
-        )
+        attempts = unlimited_attempts(stats, max_attempts=max_attempts, backoff=backoff)
         discoverer = Discoverer(client, attempts, mode=mode)
         # Unbounded (the catalogues here are small) so that run() needs no reader task:
         # whatever it raises reaches the caller as it is, not wrapped in a task group's.
         send, receive = anyio.create_memory_object_stream[Item](math.inf)
         async with receive:
-            try:
-                await discoverer.run(send)
-            finally:
-                await transport.aclose()
+            await discoverer.run(send)
             # run() closed the sending side: this reads what it found, to the end
             return [item async for item in receive], discoverer, stats
 
@@ -237,26 +218,18 @@ async def test_list_requests_are_bounded_by_concurrency() -> None:
         tokens=frozenset({TOKEN}),
         faults=FaultConfig(latency=0.01),
     )
-    async with running_sandbox(config) as sb:
-        transport = Transport(timeout=5, max_connections=8)
-        real = SwrClient(parse_endpoint(sb.url), StaticToken(TOKEN), transport)
+    async with (
+        running_sandbox(config) as sb,
+        sandbox_client(sb.url, TOKEN, max_connections=8) as real,
+    ):
         client = CountingClient(real)
         stats, control = RunStats(), RunControl()
-        attempts = Attempts(
-            limiter=RateLimiter(0),
-            policy=RetryPolicy(3, 0.0, 0.0),
-            concurrency=2,
-            stats=stats,
-            control=control,
-        )
+        attempts = unlimited_attempts(stats, control, concurrency=2)
         # Four tag listers and four crawl workers would send up to 8 at once unbounded.
         discoverer = Discoverer(client, attempts, mode="detail", concurrency=4)
         sink = ListSink()
         crawler = Crawler(fetcher=client, sink=sink, attempts=attempts, concurrency=2, stats=stats)
-        try:
-            await crawler.run(DiscoverySource(discoverer, Intake((), stats), control))
-        finally:
-            await transport.aclose()
+        await crawler.run(DiscoverySource(discoverer, Intake((), stats), control))
     assert len(sink.tags) == 2 * 8 * 3
     assert client.lists == 1 + 2 + 16
     assert client.peak == 2

@@ -12,21 +12,15 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, DiscoverySource
 from crawler.crawl.intake import Intake
-from crawler.crawl.limits import RateLimiter
 from crawler.crawl.pool import Crawler
-from crawler.crawl.retry import RetryPolicy
 from crawler.http.client import SwrClient
-from crawler.http.credentials import StaticToken
-from crawler.http.endpoint import parse_endpoint
 from crawler.http.response import Response
-from crawler.http.transport import Transport
 from crawler.run.stats import RunStats
 from crawler.sandbox.server import SandboxConfig, running_sandbox
-from tests.fakes import ListSink
+from tests.fakes import ListSink, sandbox_client, unlimited_attempts
 
 TOKEN = "pages-token"
 PAGE = 5
@@ -85,25 +79,16 @@ async def crawl_with(edit: Edit) -> Edited:
     async with running_sandbox(CONFIG) as sb:
         namespace = sb.catalogue.namespaces()[0]
         repository = sb.catalogue.repositories(namespace)[0]
-        transport = Transport(timeout=5, max_connections=4)
-        client = EditedPages(
-            SwrClient(parse_endpoint(sb.url), StaticToken(TOKEN), transport), repository, edit
-        )
         stats, control = RunStats(), RunControl()
-        attempts = Attempts(
-            limiter=RateLimiter(0),
-            policy=RetryPolicy(3, 0.0, 0.0),
-            concurrency=4,
-            stats=stats,
-            control=control,
-        )
-        discoverer = Discoverer(client, attempts, mode="list", page_size=PAGE)
-        sink = ListSink()
-        crawler = Crawler(fetcher=client, sink=sink, attempts=attempts, concurrency=4, stats=stats)
-        try:
+        async with sandbox_client(sb.url, TOKEN) as real:
+            client = EditedPages(real, repository, edit)
+            attempts = unlimited_attempts(stats, control)
+            discoverer = Discoverer(client, attempts, mode="list", page_size=PAGE)
+            sink = ListSink()
+            crawler = Crawler(
+                fetcher=client, sink=sink, attempts=attempts, concurrency=4, stats=stats
+            )
             await crawler.run(DiscoverySource(discoverer, Intake((), stats), control))
-        finally:
-            await transport.aclose()
         return Edited(sink, stats, client, repository, sb.catalogue.tags(namespace, repository))
 
 

@@ -7,17 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from crawler.crawl.attempt import Attempts
-from crawler.crawl.control import RunControl
-from crawler.crawl.limits import RateLimiter
 from crawler.crawl.lister import Lister, Repository
-from crawler.crawl.retry import RetryPolicy
-from crawler.http.client import SwrClient
-from crawler.http.credentials import StaticToken
-from crawler.http.endpoint import parse_endpoint
-from crawler.http.transport import Transport
 from crawler.run.stats import RunStats
 from crawler.sandbox.server import SandboxConfig, running_sandbox
+from tests.fakes import sandbox_client, unlimited_attempts
 
 TOKEN = "lister-token"
 CONFIG = SandboxConfig(
@@ -34,29 +27,17 @@ CONFIG = SandboxConfig(
 async def test_namespaces_repositories_with_counts_and_newest_tags_first() -> None:
     """namespaces(), repositories() with num_images, and tags(newest_first=True) left after
     its first page: one tag-page request, the newest tags in updated order."""
-    async with running_sandbox(CONFIG) as sb:
-        transport = Transport(timeout=5, max_connections=4)
-        client = SwrClient(parse_endpoint(sb.url), StaticToken(TOKEN), transport)
+    async with running_sandbox(CONFIG) as sb, sandbox_client(sb.url, TOKEN) as client:
         stats = RunStats()
-        attempts = Attempts(
-            limiter=RateLimiter(0),
-            policy=RetryPolicy(3, 0.0, 0.0),
-            concurrency=4,
-            stats=stats,
-            control=RunControl(),
-        )
-        lister = Lister(client, attempts, page_size=10)
-        try:
-            namespaces = await lister.namespaces()
-            repositories: list[Repository] = []
-            async with aclosing(lister.repositories(namespaces[0])) as pages:
-                async for page in pages:
-                    repositories += page
-            big = repositories[0]
-            async with aclosing(lister.tags(big.namespace, big.name, newest_first=True)) as tags:
-                first = await anext(tags)
-        finally:
-            await transport.aclose()
+        lister = Lister(client, unlimited_attempts(stats), page_size=10)
+        namespaces = await lister.namespaces()
+        repositories: list[Repository] = []
+        async with aclosing(lister.repositories(namespaces[0])) as pages:
+            async for page in pages:
+                repositories += page
+        big = repositories[0]
+        async with aclosing(lister.tags(big.namespace, big.name, newest_first=True)) as tags:
+            first = await anext(tags)
         catalogue = sb.catalogue
     assert namespaces == catalogue.namespaces()
     assert [(r.name, r.num_images) for r in repositories] == [
