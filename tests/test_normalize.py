@@ -20,7 +20,7 @@ from crawler.output.normalize import (
     parse_timestamp,
     tag_row,
 )
-from crawler.output.schema import TAGS_COLUMNS, TAGS_SCHEMA
+from crawler.output.schema import TAGS_SCHEMA
 
 FETCHED_AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -61,6 +61,8 @@ API_PAGE_BODY = (
 )
 
 CONFIG_DIGEST = "sha256:b5b2b2c507a0944348e0303114d8d93aaaa081732b86451d9bce1f432a537bc7"
+
+TAGS_COLUMNS = tuple(TAGS_SCHEMA.names)
 
 
 def _sha(n: int) -> str:

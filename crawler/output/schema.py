@@ -88,8 +88,6 @@ ERRORS_SCHEMA = pa.schema(
     ]
 )
 
-TAGS_COLUMNS: tuple[str, ...] = tuple(TAGS_SCHEMA.names)
-ERRORS_COLUMNS: tuple[str, ...] = tuple(ERRORS_SCHEMA.names)
 
 #: The columns that identify a target in both datasets (what --resume reads).
 KEY_COLUMNS: tuple[str, str, str] = ("namespace", "repository", "tag")
