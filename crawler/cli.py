@@ -1,4 +1,4 @@
-"""The command line: ``swr-crawler crawl|discover|sandbox|demo|report|diff``.
+"""The command line: ``swr-crawler crawl|discover|config|report|diff|sandbox|demo``.
 
 Configuration is loaded here and nowhere else (flags > environment > TOML >
 defaults), logging is configured here once, and every usage or configuration
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -18,9 +19,10 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 
 import anyio
 import click
+import structlog
 
 from crawler import __version__
-from crawler.config import FIELDS, build_config
+from crawler.config import FIELDS, build_config, unknown_variables
 from crawler.errors import ConfigError
 from crawler.logs import LogOutputLost, configure_logging
 
@@ -103,7 +105,36 @@ def _crawl_options(func: F) -> F:
     return func
 
 
-@cli.command()
+CRAWL_EPILOG = """
+\b
+Credentials come from the environment only, never from flags or config files:
+  SWR_AUTH_TOKEN                  a token, sent as X-Auth-Token
+  CLOUD_SDK_AK + CLOUD_SDK_SK     AK/SK, every request signed (SDK-HMAC-SHA256);
+                                  optional CLOUD_SDK_PROJECT_ID, CLOUD_SDK_SECURITY_TOKEN
+  SWR_IAM_USER + SWR_IAM_PASSWORD + SWR_IAM_DOMAIN (+ SWR_IAM_PROJECT)
+                                  IAM password login, token cached and renewed
+
+\b
+Every setting also comes from --config FILE (TOML) and from SWR_<NAME>
+(e.g. SWR_CONCURRENCY); precedence: defaults < --config < SWR_* < flags.
+See them all, with where each value came from: swr-crawler config show
+
+\b
+Exit status: 0 done; 1 incomplete or failed targets (run again with --resume);
+2 usage or configuration error; 75 another crawl holds --out (try again later).
+
+\b
+Example:
+  export SWR_AUTH_TOKEN=...
+  swr-crawler crawl --region cn-north-4 --targets targets.txt --out /data/swr/2026-12-01 \\
+      --metrics-file /var/lib/node_exporter/textfile/swr.prom --resume
+"""
+
+#: "Another crawl holds this output": sysexits' EX_TEMPFAIL, try again later.
+EXIT_LOCKED = 75
+
+
+@cli.command(epilog=CRAWL_EPILOG)
 @_crawl_options
 @click.option("--config", "config_path", help="TOML config file.")
 def crawl(config_path: str | None, **flags: Any) -> None:
@@ -115,8 +146,99 @@ def crawl(config_path: str | None, **flags: Any) -> None:
         config = build_config(flags, config_path=config_path)
     except ConfigError as exc:
         fail_usage(str(exc))
-    configure_logging(config.log_format)
-    sys.exit(_run(config))
+    level = logging.WARNING if config.quiet else LEVELS[config.log_level]
+    fmt = configure_logging(config.log_format, level=level)
+    for warning in unknown_variables(os.environ):
+        structlog.get_logger("crawler").warning("config.unknown_variable", warning=warning)
+    if config.dry_run:
+        from crawler.run.dry_run import dry_run
+
+        try:
+            sys.exit(dry_run(config))
+        except ConfigError as exc:
+            fail_usage(str(exc))
+    sys.exit(_run(config, _Tell(fmt)))
+
+
+CONFIG_SHOW_EPILOG = """
+\b
+Example:
+  SWR_RATE=5 swr-crawler config show --config configs/cron.toml --concurrency 4
+  # rate 5 from SWR_RATE, concurrency 4 from the flag, region from the file
+"""
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration a crawl would use."""
+
+
+@config.command("show", epilog=CONFIG_SHOW_EPILOG)
+@_crawl_options
+@click.option("--config", "config_path", help="TOML config file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: a list of settings.")
+def config_show(config_path: str | None, as_json: bool, **flags: Any) -> None:
+    """Print every setting with its effective value and its source (default, file,
+    SWR_<NAME> or flag); the crawl's flags may be given too. Credentials are named,
+    never shown."""
+    import json
+
+    from crawler.config import resolve
+    from crawler.http.credentials import CREDENTIAL_VARIABLES
+
+    if not flags.get("namespaces"):
+        flags["namespaces"] = None
+    try:
+        given = resolve(flags, config_path=config_path)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    entries = []
+    for name, spec in FIELDS.items():
+        value, source = given.get(name, (spec.default, "default"))
+        if name == "shard":
+            value = f"{value[0]}/{value[1]}"
+        entries.append(
+            {
+                "name": name,
+                "value": list(value) if isinstance(value, tuple) else value,
+                "source": source,
+            }
+        )
+    for variable in CREDENTIAL_VARIABLES:
+        if os.environ.get(variable):
+            entries.append({"name": variable, "value": "(set, not shown)", "source": variable})
+    if as_json:
+        click.echo(json.dumps({"settings": entries}, indent=2))
+        return
+    width = max(len(e["name"]) for e in entries)
+    for entry in entries:
+        click.echo(f"{entry['name']:<{width}}  {json.dumps(entry['value'])}  ({entry['source']})")
+
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class _Tell:
+    """Messages for the person or the log reader: with JSON logs stderr carries JSON
+    lines only, so a message is an event there and the human summary goes to stdout."""
+
+    def __init__(self, fmt: str) -> None:
+        self.json = fmt == "json"
+
+    def summary(self, line: str) -> None:
+        with suppress(OSError):  # the reader went away: run.json has it all
+            click.echo(line, err=not self.json)
+
+    def message(self, text: str) -> None:
+        if self.json:
+            structlog.get_logger("crawler").warning("crawl.message", message=text)
+        else:
+            _say(f"swr-crawler: {text}")
 
 
 #: The settings ``discover`` takes: the filters, and how to reach and pace the API.
@@ -199,8 +321,10 @@ def _shard_from_job_index(environ: os._Environ[str]) -> str:
     return f"{environ['JOB_COMPLETION_INDEX']}/{count}"
 
 
-def _run(config: Any) -> int:
+def _run(config: Any, tell: _Tell) -> int:
+    from crawler.crawl.control import UNREACHABLE
     from crawler.http.credentials import refused_hint
+    from crawler.output.lock import OutputLocked
     from crawler.run.loop import backend_options
     from crawler.run.runner import STOP_SIGNALS, Interrupted, run_crawl
 
@@ -214,40 +338,49 @@ def _run(config: Any) -> int:
 
             published = anyio.run(run_dataset, config)
             if published is None:
-                click.echo("swr-crawler: this date's snapshot is already published", err=True)
+                tell.message("this date's snapshot is already published")
                 return 0
             result = published
         else:
             result = anyio.run(run_crawl, config, backend_options=backend_options(config.uvloop))
-        for line in result.report.summary_lines():
-            _say(line)
+    except OutputLocked as exc:
+        _say(f"swr-crawler: error: {exc}")
+        return EXIT_LOCKED
     except ConfigError as exc:
         fail_usage(str(exc))
     except LogOutputLost:
         return 1  # stderr is gone: nothing more can be said; run.json says what happened
     except (KeyboardInterrupt, Interrupted):
-        click.echo("swr-crawler: interrupted before the crawl started; nothing written", err=True)
+        tell.message("interrupted before the crawl started; nothing written")
         return 1
-    if result.report.error is not None:
-        click.echo(
-            f"swr-crawler: cannot write the output: {result.report.error}. Published files are "
-            "complete; free some space, then run again with --resume.",
-            err=True,
+    report = result.report
+    for line in report.summary_lines():
+        tell.summary(line)
+    for line in _output_summary(result.out_dir):
+        tell.summary(line)
+    if report.error is not None:
+        tell.message(
+            f"cannot write the output: {report.error}. Published files are complete; "
+            "free some space."
         )
-    if result.report.stop_reason == "tls":
-        click.echo(
-            "swr-crawler: a TLS certificate did not verify (the crawl.target_failed log line"
-            " and the errors rows of kind tls name the host): fix the endpoint or the trusted"
-            " CAs (SSL_CERT_FILE), then run again with --resume.",
-            err=True,
+    if report.stop_reason == "tls":
+        tell.message(
+            "a TLS certificate did not verify (the crawl.target_failed log line and the"
+            " errors rows of kind tls name the host): fix the endpoint or the trusted CAs"
+            " (SSL_CERT_FILE)."
         )
-    if result.report.stop_reason == "unauthorized":
-        method = result.report.auth_method
-        click.echo(
-            f"swr-crawler: authentication failed ({method}): {refused_hint(method)}."
-            " Then run again with --resume.",
-            err=True,
+    if report.stop_reason == "unauthorized":
+        tell.message(
+            f"authentication failed ({report.auth_method}): {refused_hint(report.auth_method)}."
         )
+    if report.stop_reason == UNREACHABLE:
+        tell.message(
+            f"the endpoint {report.endpoint} answered none of the first requests (connection"
+            " refused or timed out): the run stopped early. Check --endpoint/--region and the"
+            " network."
+        )
+    if not report.complete:
+        tell.message("the run is incomplete: run again with --resume to finish")
     return result.exit_code
 
 
@@ -255,6 +388,21 @@ def _say(line: str) -> None:
     """One line on stderr, unless stderr is gone (its reader exited): run.json has it all."""
     with suppress(OSError):
         click.echo(line, err=True)
+
+
+def _output_summary(out_dir: Any) -> list[str]:
+    """The short report of what the output holds now (best effort: never fails a run)."""
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from crawler.report.summary import load_summary
+    from crawler.report.text import short_lines
+
+    try:
+        return short_lines(load_summary(Path(out_dir)))
+    except (OSError, pa.ArrowException) as exc:
+        return [f"output: cannot summarise ({str(exc).splitlines()[0][:200]})"]
 
 
 def _interrupted(signum: int, frame: object) -> None:

@@ -9,6 +9,7 @@ file or ``run.json`` can never hold a secret.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -20,6 +21,7 @@ from typing import Any, Final
 
 from crawler.crawl.filters import FilterError, Filters, parse_since
 from crawler.errors import ConfigError
+from crawler.http.credentials import CREDENTIAL_VARIABLES
 from crawler.http.endpoint import check_region, parse_endpoint
 from crawler.http.response import DEFAULT_MAX_BODY_BYTES
 from crawler.output.dataset import parse_snapshot_date
@@ -86,6 +88,7 @@ def setting(
 #: The ``--targets-format`` values: ``auto`` picks one of the others by extension.
 TARGETS_FORMATS: Final = ("auto", "text", "csv", "jsonl")
 LOG_FORMATS: Final = ("auto", "json", "console")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 #: The ``--mode`` values of ``crawl --discover`` (see :mod:`crawler.crawl.discover`).
 DISCOVER_MODES: Final = ("list", "detail")
 #: Every ``--mode``: ``auto`` is ``list`` for ``--discover`` and a planned crawl
@@ -185,6 +188,28 @@ class CrawlConfig:
     )
     log_format: str = setting(
         "auto", "Log format; auto = console on a terminal.", choices=LOG_FORMATS
+    )
+    log_level: str = setting(
+        "info", "Least level logged; retries are debug, a summary line is info.", choices=LOG_LEVELS
+    )
+    quiet: bool = setting(False, "Log warnings and errors only (--log-level warning).")
+    metrics_file: str | None = setting(
+        None,
+        "Write Prometheus metrics to this file (node_exporter's textfile collector, *.prom), "
+        "every 2 s and at the end.",
+        metavar="PATH",
+    )
+    max_error_ratio: float = setting(
+        1.0,
+        "Fail the run (exit 1) when more than this share of the targets end in an error row "
+        "of any kind; 1 = never.",
+        limits=Limits(0, 1),
+    )
+    dry_run: bool = setting(
+        False,
+        "Read and check the targets and the config, print what a crawl would do; "
+        "send no tag request, write nothing.",
+        per_run=True,
     )
     progress: bool = setting(True, "Show a progress bar (only ever on a terminal).")
     uvloop: bool = setting(
@@ -302,9 +327,34 @@ def load_toml(path: str) -> dict[str, Any]:
         if isinstance(value, dict):
             continue  # other tables (e.g. [sandbox]) belong to other commands
         if name not in _SETTABLE:
-            raise ConfigError(f"config {path}: unknown setting {key!r}")
+            raise ConfigError(f"config {path}: unknown setting {key!r}{_did_you_mean(name)}")
         settings[name] = _coerce(name, value, f"config {path}")
     return settings
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, _SETTABLE, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+#: ``SWR_*`` variables that are not settings but are read all the same.
+OTHER_VARIABLES: Final = frozenset({"SWR_SHARD_COUNT"} | set(CREDENTIAL_VARIABLES))
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``SWR_<NAME>`` variable that names no setting, with the closest one.
+
+    A typo (``SWR_CONCURENCY``) would otherwise be silently ignored.
+    """
+    known = {env_name(name): name for name in _SETTABLE}
+    warnings = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in known or variable in OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(variable, [*known, *OTHER_VARIABLES], n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{variable} names no setting and is ignored{hint}")
+    return warnings
 
 
 def load_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -315,6 +365,27 @@ def load_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if variable in environ and environ[variable] != "":
             settings[name] = _coerce(name, environ[variable], variable)
     return settings
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    *,
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, tuple[Any, str]]:
+    """Every setting given somewhere: name -> (value, where from: ``file``, ``SWR_<NAME>``
+    or ``flag``); later sources win: TOML < environment < flags (None flags are unset)."""
+    given: dict[str, tuple[Any, str]] = {}
+    if config_path:
+        given.update((k, (v, "file")) for k, v in load_toml(config_path).items())
+    given.update(
+        (k, (v, env_name(k)))
+        for k, v in load_env(os.environ if environ is None else environ).items()
+    )
+    for name, value in flags.items():
+        if value is not None:
+            given[name] = (_coerce(name, value, f"--{name.replace('_', '-')}"), "flag")
+    return given
 
 
 def build_config(
@@ -328,14 +399,8 @@ def build_config(
 
     ``needs_out`` False: a command that writes no output directory (``discover``).
     """
-    merged: dict[str, Any] = {}
-    if config_path:
-        merged.update(load_toml(config_path))
-    merged.update(load_env(os.environ if environ is None else environ))
-    for name, value in flags.items():
-        if value is not None:
-            merged[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-    config = CrawlConfig(**merged)
+    given = resolve(flags, config_path=config_path, environ=environ)
+    config = CrawlConfig(**{name: value for name, (value, _) in given.items()})
     validate(config, needs_out=needs_out)
     return config
 

@@ -98,7 +98,11 @@ def parse_fail_on(text: str | None) -> frozenset[str]:
     return kinds
 
 
-@click.command("diff")
+@click.command(
+    "diff",
+    epilog="\b\nExample:\n  swr-crawler diff /data/swr/2026-11-30 /data/swr/2026-12-01 "
+    "--fail-on removed,repointed",
+)
 @click.argument("old")
 @click.argument("new")
 @click.option(

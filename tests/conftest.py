@@ -41,3 +41,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real S3-compatible server (moto's, a subprocess) on 127.0.0.1 for the whole session."""
     with running_s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults (every level kept): a CLI test that
+    configured logging at info must not hide another test's debug events."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

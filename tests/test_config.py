@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from crawler.config import (
+    FIELDS,
     CrawlConfig,
     build_config,
     effective_endpoint,
@@ -158,3 +159,24 @@ def test_k8s_cronjob_is_consistent() -> None:
     assert args[0] == "crawl"
     flags = dict(arg.removeprefix("--").split("=", 1) for arg in args[1:] if "=" in arg)
     build_config({k.replace("-", "_"): v for k, v in flags.items()} | {"out": "o"}, environ={})
+
+
+def test_default_toml_lists_every_setting_with_its_default() -> None:
+    """configs/default.toml names every setting a file may hold (commented out when it has
+    no default), and each value given equals the built-in default."""
+    import tomllib
+
+    text = (CONFIGS / "default.toml").read_text()
+    table = tomllib.loads(text)["crawl"]
+    for name, spec in FIELDS.items():
+        if spec.metadata["per_run"]:
+            continue
+        assert name in table or f"# {name} = " in text, name
+        if name in table:
+            value = table[name]
+            default = spec.default
+            if name == "shard":
+                default = "0/1"
+            if isinstance(default, tuple):
+                default = list(default)
+            assert value == default, name

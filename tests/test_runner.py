@@ -87,9 +87,7 @@ async def test_an_empty_input_or_an_all_invalid_one_is_warned_about(tmp_path: Pa
     assert any(
         "every target (2) is invalid" in line for line in invalid.result.report.summary_lines()
     )
-    assert [e["event"] for e in logs if e["log_level"] == "warning"].count(
-        "crawl.nothing_to_crawl"
-    ) == 2
+    assert [e["event"] for e in logs if e["log_level"] == "warning"].count("crawl.warning") == 2
 
 
 def test_console_logs_escape_control_characters() -> None:

@@ -125,6 +125,8 @@ class Attempts:
                     stats.in_flight -= 1
             attempts += sent
             stats.count_requests(api, sent, code)
+            if sent:
+                self._control.note_request(answered=code != NO_ANSWER)
             result = judge(outcome, attempts)
             if not isinstance(result, Failure):
                 self._limiter.succeeded()
@@ -135,7 +137,7 @@ class Attempts:
             if isinstance(decision, GiveUp):
                 return Failed(result, attempts)
             stats.retries += 1
-            log.info(
+            log.debug(  # the run's periodic activity line sums these up at info
                 "crawl.retry_scheduled",
                 target=label,
                 attempt=attempts,
@@ -147,10 +149,21 @@ class Attempts:
             if isinstance(decision, PauseEveryone):
                 # The gateway's limit is per user: everyone waits, this request
                 # in the limiter with the others.
-                self._limiter.pause_for(decision.seconds)
+                if self._limiter.pause_for(decision.seconds):
+                    log.info(
+                        "crawl.paused", seconds=round(decision.seconds, 3), reason="Retry-After"
+                    )
             else:
                 if decision.lower_rate:
+                    before = self._limiter.current_rate
                     self._limiter.throttled(result.error_msg)
+                    if self._limiter.current_rate != before:
+                        log.info(
+                            "crawl.rate_changed",
+                            rate=round(self._limiter.current_rate, 3),
+                            previous=round(before, 3),
+                            reason="429 without Retry-After",
+                        )
                 await self._control.sleep(decision.seconds)
             if self._control.stopping():
                 return Stopped(attempts)

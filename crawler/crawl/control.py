@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import anyio
 
+#: A run whose first this many requests in a row got no answer at all (connection
+#: refused or reset, timed out) stops: the endpoint is down or wrong, and spending
+#: every attempt of every target on it would only take long.
+UNREACHABLE_AFTER = 20
+UNREACHABLE = "endpoint unreachable"
+
 
 class RunControl:
     """The run's one stop switch, with the reason it was thrown.
@@ -16,12 +22,30 @@ class RunControl:
     not get to stop gracefully.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unreachable_after: int = UNREACHABLE_AFTER) -> None:
         self.stop_reason: str | None = None
         self.halted = False
+        self._unreachable_after = unreachable_after
+        self._unanswered = 0
+        self._answered = False
         self._stopped = anyio.Event()
         self._scopes: list[anyio.CancelScope] = []
         self._halt_scopes: list[anyio.CancelScope] = []
+
+    def note_request(self, answered: bool) -> None:
+        """One request ended, with an HTTP answer or without: the dead-endpoint check.
+
+        Only the start of a run counts: once any answer came, a later outage is
+        the retries' business.
+        """
+        if self._answered:
+            return
+        if answered:
+            self._answered = True
+            return
+        self._unanswered += 1
+        if self._unanswered >= self._unreachable_after:
+            self.stop(UNREACHABLE)
 
     def stopping(self) -> bool:
         """True once a stop was asked for: take no new target, send no new request."""

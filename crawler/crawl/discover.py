@@ -29,9 +29,10 @@ incomplete.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -110,6 +111,8 @@ class DiscoveryStats:
     repositories: int = 0
     tags: int = 0
     """Tags the listings named (valid names)."""
+    tags_by_namespace: Counter[str] = field(default_factory=Counter)
+    """The same, per namespace (a --namespace with none is worth a warning)."""
     rows_from_lists: int = 0
     """Tags whose row came from a list page: ShowRepoTag requests not sent."""
     failures: int = 0
@@ -256,6 +259,7 @@ class Discoverer:
                     elif selection.done:
                         break
                 stats.tags += len(selected)
+                stats.tags_by_namespace[namespace] += len(selected)
                 if named:
                     for item in selected:
                         await send.send(Named(Target(namespace, repository, item["tag"]), item))

@@ -463,18 +463,22 @@ class RateLimiter:
                 return
             await self._sleep(remaining)
 
-    def pause_until(self, deadline: float) -> None:
-        """Hold every request not yet sent until ``deadline`` (clock time)."""
+    def pause_until(self, deadline: float) -> bool:
+        """Hold every request not yet sent until ``deadline`` (clock time).
+
+        Returns whether that made the pause longer (False: one already lasts as long).
+        """
         if deadline <= self._paused_until:
-            return
+            return False
         self._paused_until = deadline
         self._pause_pending = True
         if self._bucket is not None:
             self._bucket.hold_until(deadline)
+        return True
 
-    def pause_for(self, seconds: float) -> None:
+    def pause_for(self, seconds: float) -> bool:
         """Like :meth:`pause_until`, ``seconds`` from now on the limiter's own clock."""
-        self.pause_until(self._clock() + seconds)
+        return self.pause_until(self._clock() + seconds)
 
     def throttled(self, message: str | None = None) -> None:
         """A 429 without ``Retry-After`` (``message``: its error message): lower the

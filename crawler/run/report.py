@@ -68,6 +68,8 @@ class RunReport:
     """The event loop's clock when the segment started (for interim elapsed times)."""
     gateway_limit: GatewayLimit | None = None
     """The lowest limit the gateway's 429 messages stated in this segment, if any."""
+    notices: list[str] = field(default_factory=list)
+    """Warnings the runner found (a --namespace that matched nothing, say)."""
 
     @property
     def complete(self) -> bool:
@@ -82,9 +84,60 @@ class RunReport:
         return {str(kind): n for kind, n in self.stats.errors.items()}
 
     @property
+    def targets(self) -> int:
+        """Targets with a row over the whole run (this segment's until totals are known)."""
+        return self.totals.targets if self.totals is not None else self.stats.targets
+
+    @property
+    def error_ratio(self) -> float:
+        """The share of the targets that ended in an error row of any kind."""
+        return sum(self.errors.values()) / self.targets if self.targets else 0.0
+
+    @property
+    def too_many_errors(self) -> bool:
+        """More error rows than ``--max-error-ratio`` allows."""
+        return self.error_ratio > self.config.max_error_ratio
+
+    def warnings(self) -> list[str]:
+        """What a run that ended may still be wrong about, although nothing failed: an
+        input with nothing to crawl, every target not found, too many error rows, and
+        the runner's notices. Logged, in the summary and in run.json."""
+        found = [*self._nothing_to_crawl(), *self.notices]
+        not_found = self.errors.get("not_found", 0)
+        if self.targets and not_found == self.targets:
+            found.append(
+                f"every target ({not_found}) ended not_found: is this the right endpoint, "
+                "region and account for these targets?"
+            )
+        if self.too_many_errors:
+            found.append(
+                f"{sum(self.errors.values())} of {self.targets} targets ended in an error row "
+                f"({self.error_ratio:.1%}), more than --max-error-ratio "
+                f"{self.config.max_error_ratio:g}"
+            )
+        return found
+
+    def _nothing_to_crawl(self) -> list[str]:
+        """An input with nothing to crawl: no target at all, or only invalid ones."""
+        counts = self.stats
+        skipped = counts.duplicates + counts.skipped_resume + counts.skipped_shard
+        invalid = counts.errors.get(ErrorKind.INVALID_TARGET.value, 0)
+        if counts.targets == 0 and skipped == 0 and self.ended_at is not None:
+            where = (
+                "the registry listed no tag"
+                if self.config.discover
+                else ("the targets input holds no target (empty, or only blank lines and comments)")
+            )
+            return [where]
+        if counts.targets > 0 and invalid == counts.targets:
+            return [f"every target ({invalid}) is invalid: see the invalid_target rows in errors/"]
+        return []
+
+    @property
     def exit_code(self) -> int:
-        """0 when complete and every failure was definitive, else 1."""
-        if not self.complete:
+        """0 when complete, every failure was definitive and the error ratio is within
+        ``--max-error-ratio``, else 1."""
+        if not self.complete or self.too_many_errors:
             return 1
         transient = {k for k in self.errors if k not in DEFINITIVE_KINDS}
         return 1 if any(self.errors[k] for k in transient) else 0
@@ -148,6 +201,8 @@ class RunReport:
             "complete": self.complete,
             "stop_reason": self.stop_reason,
             "exit_code": self.exit_code if self.ended_at else None,
+            "warnings": self.warnings(),
+            "error_ratio": round(self.error_ratio, 6),
             "endpoint": self.endpoint,
             "auth_method": self.auth_method,
             "counts": counts,
@@ -177,22 +232,6 @@ class RunReport:
         with layout.storage.create(path) as file:
             file.stream.write(self.document() if document is None else document)
         return path
-
-    def warnings(self) -> list[str]:
-        """What a user should know although nothing failed: an input with nothing to crawl."""
-        counts = self.stats
-        skipped = counts.duplicates + counts.skipped_resume + counts.skipped_shard
-        invalid = counts.errors.get(ErrorKind.INVALID_TARGET.value, 0)
-        if counts.targets == 0 and skipped == 0 and self.ended_at is not None:
-            where = (
-                "the registry listed no tag"
-                if self.config.discover
-                else ("the targets input holds no target (empty, or only blank lines and comments)")
-            )
-            return [where]
-        if counts.targets > 0 and invalid == counts.targets:
-            return [f"every target ({invalid}) is invalid: see the invalid_target rows in errors/"]
-        return []
 
     def summary_lines(self) -> list[str]:
         """A short human summary; its ``ok`` and ``errors`` are rows in published files."""

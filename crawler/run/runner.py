@@ -15,10 +15,12 @@ import random
 import signal
 import stat
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +54,7 @@ from crawler.output.counts import DatasetCounts, count_rows
 from crawler.output.layout import DATASETS, Layout, new_run_id
 from crawler.output.lock import RunLock
 from crawler.output.sink import OutputWriter
+from crawler.run.metrics import RunMetrics, previous_last_success, snapshot, write_metrics
 from crawler.run.progress import count_lines, show_progress, wanted
 from crawler.run.report import RunReport
 from crawler.run.stats import RunStats
@@ -69,6 +72,10 @@ GRACE_POLL_SECONDS = 0.02
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Fewest seconds between two interim writes of the run file.
 REPORT_INTERVAL_MIN = 5.0
+#: Seconds between two writes of --metrics-file (the contract says at most 5).
+METRICS_INTERVAL = 2.0
+#: Seconds between two crawl.activity log lines (rows/s, in flight, rate, retries, 429s).
+ACTIVITY_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +230,13 @@ async def _open_run(
             spill_tag=f"s{index}of{count}" if count > 1 else "run",
             concurrency=min(4, config.concurrency),
         )
+    last_success = 0.0
+    if config.metrics_file:
+        last_success = await anyio.to_thread.run_sync(
+            previous_last_success, Path(config.metrics_file)
+        )
     return _Run(
+        last_success=last_success,
         config=config,
         endpoint=endpoint,
         out_dir=out_dir,
@@ -353,6 +366,10 @@ class _Run:
     clock_start: float = field(default_factory=anyio.current_time)
     output_error: OSError | None = None
     """Why the output could not be written (a full disk), if that stopped the run."""
+    notices: list[str] = field(default_factory=list)
+    """Warnings found on the way (a --namespace that matched nothing)."""
+    last_success: float = 0.0
+    """When the last run that exited 0 ended, from the previous --metrics-file (Unix time)."""
 
     def report(
         self,
@@ -380,6 +397,7 @@ class _Run:
             totals=totals,
             run_files=run_files,
             gateway_limit=self.limiter.stated_limit,
+            notices=self.notices,
         )
 
     async def execute(self) -> RunResult:
@@ -411,8 +429,9 @@ class _Run:
                     self.writer.abort()
             with anyio.CancelScope(shield=True):
                 report = await self._finish()
+                await self._write_metrics(report)
         for warning in report.warnings():
-            log.warning("crawl.nothing_to_crawl", reason=warning)
+            log.warning("crawl.warning", warning=warning)
         log.info(
             "crawl.finished",
             run_id=self.run_id,
@@ -429,6 +448,9 @@ class _Run:
         async with anyio.create_task_group() as services:
             services.start_soon(self._write)
             services.start_soon(self._keep_report_current)
+            services.start_soon(self._log_activity)
+            if self.config.metrics_file:
+                services.start_soon(self._keep_metrics_current)
             if wanted(self.config.progress):
                 services.start_soon(_progress, self.stats, self.config.targets)
             with control.cancel_on_halt(anyio.CancelScope()):
@@ -444,6 +466,15 @@ class _Run:
             self.stats.plan = self.planned.stats.as_dict()
         if self.discovery is not None:
             self.stats.discovery = self.discovery.discoverer.stats.as_dict()
+            found = [
+                n for n, tags in self.discovery.discoverer.stats.tags_by_namespace.items() if tags
+            ]
+            self.notices.extend(
+                f"--namespace {pattern!r} matched no namespace holding a tag (none by that "
+                "name, or it is empty)"
+                for pattern in self.config.namespaces
+                if not any(fnmatchcase(name, pattern) for name in found)
+            )
             failures = self.discovery.discoverer.stats.failures
             if failures:
                 # Some listings could not be read: tags may be missing, so the run
@@ -503,6 +534,55 @@ class _Run:
                 await anyio.to_thread.run_sync(report.write, self.layout, document)
             except OSError as exc:  # the writer task reports a full disk; this is best effort
                 log.warning("crawl.run_file_not_written", error=_describe(exc))
+
+    def _metrics(self, report: RunReport | None = None) -> RunMetrics:
+        """The metrics as of now; at the end, with the run's outcome."""
+        ended = report is not None and report.ended_at is not None
+        succeeded = ended and report is not None and report.exit_code == 0
+        if succeeded:
+            self.last_success = time.time()
+        return snapshot(
+            self.stats,
+            complete=bool(ended and report is not None and report.complete),
+            duration_seconds=anyio.current_time() - self.clock_start,
+            rate_limit=self.limiter.current_rate,
+            last_success=self.last_success,
+        )
+
+    async def _write_metrics(self, report: RunReport | None = None) -> None:
+        """Write --metrics-file (best effort: monitoring must not break a crawl)."""
+        if not self.config.metrics_file:
+            return
+        metrics = self._metrics(report)  # copied here, on the event loop
+        path = Path(self.config.metrics_file)
+        try:
+            await anyio.to_thread.run_sync(write_metrics, path, metrics)
+        except OSError as exc:
+            log.warning("crawl.metrics_not_written", path=str(path), error=_describe(exc))
+
+    async def _keep_metrics_current(self) -> None:
+        while True:
+            await self._write_metrics()
+            await anyio.sleep(METRICS_INTERVAL)
+
+    async def _log_activity(self) -> None:
+        """One info line every ACTIVITY_INTERVAL: what the debug-level retry lines add up to."""
+        stats = self.stats
+        last = (anyio.current_time(), stats.done, stats.retries, stats.throttled)
+        while True:
+            await anyio.sleep(ACTIVITY_INTERVAL)
+            now = (anyio.current_time(), stats.done, stats.retries, stats.throttled)
+            seconds = now[0] - last[0]
+            log.info(
+                "crawl.activity",
+                rows=stats.done,
+                rows_per_second=round((now[1] - last[1]) / seconds, 1) if seconds > 0 else 0.0,
+                in_flight=stats.in_flight,
+                rate=round(self.limiter.current_rate, 3),
+                retries=now[2] - last[2],
+                throttled_429=now[3] - last[3],
+            )
+            last = now
 
 
 def _describe(exc: OSError | None) -> str | None:

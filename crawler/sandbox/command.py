@@ -84,7 +84,12 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
         await stop.wait()
 
 
-@click.command("sandbox")
+@click.command(
+    "sandbox",
+    epilog="\b\nExample:\n  swr-crawler sandbox --port 8080 --error-rate 0.02 --rate-limit 50 &\n"
+    "  SWR_AUTH_TOKEN=sandbox-token swr-crawler crawl --endpoint http://127.0.0.1:8080 "
+    "--discover --out out/sandbox",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="0 = any free port.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Catalogue and fault seed.")

@@ -1,0 +1,197 @@
+"""``crawl --dry-run``: what a crawl would do, without a tag request and without writing.
+
+With a targets file it reads and checks every line (valid, invalid with the
+physical line number and the reason, duplicates, other shards' lines) and
+sends nothing at all. With ``--discover`` it lists the registry, which costs
+list requests only (it says how many), and sends no tag-details request.
+Either way it prints how many requests each ``--mode`` would make and how
+long that takes at ``--rate``; nothing is written under ``--out`` and no
+lock is taken.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+import click
+
+from crawler.config import CrawlConfig, effective_endpoint, listing_filters
+from crawler.crawl.attempt import Attempts
+from crawler.crawl.control import RunControl
+from crawler.crawl.discover import Discoverer, Found, Named
+from crawler.crawl.intake import ListingError
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.retry import RetryPolicy
+from crawler.errors import ConfigError
+from crawler.http.client import SwrClient
+from crawler.http.credentials import auth_from_env
+from crawler.http.endpoint import parse_endpoint
+from crawler.http.transport import Transport
+from crawler.run.stats import RunStats
+from crawler.targets import InvalidTarget, SeenSet, Target, in_shard, iter_targets
+
+#: Invalid lines printed one by one; the rest are only counted.
+SHOWN_INVALID = 20
+
+
+@dataclass(slots=True)
+class Plan:
+    """What a crawl of these targets would do."""
+
+    valid: int = 0
+    """Distinct valid targets this run (this shard) would request."""
+    invalid: int = 0
+    invalid_shown: list[InvalidTarget] = field(default_factory=list)
+    duplicates: int = 0
+    other_shards: int = 0
+    listing_requests: int | None = None
+    """List requests the dry run itself made (--discover only)."""
+    listing_failures: int = 0
+
+
+def plan_targets(items: Iterable[Target | InvalidTarget], shard: tuple[int, int]) -> Plan:
+    """Count the targets of a file as the crawl's intake would. Pure (but for reading)."""
+    plan = Plan()
+    seen = SeenSet()
+    index, count = shard
+    for item in items:
+        if count > 1 and not in_shard(item.key, index, count):
+            plan.other_shards += 1
+            continue
+        if not seen.add(item.key):
+            plan.duplicates += 1
+            continue
+        if isinstance(item, InvalidTarget):
+            plan.invalid += 1
+            if len(plan.invalid_shown) < SHOWN_INVALID:
+                plan.invalid_shown.append(item)
+        else:
+            plan.valid += 1
+    return plan
+
+
+async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Plan:
+    """List the registry as ``--discover`` would (list requests only) and count its tags."""
+    plan = Plan()
+    control = RunControl()
+    async with AsyncExitStack() as stack:
+        transport = Transport(
+            timeout=config.timeout,
+            max_connections=config.concurrency,
+            max_body_bytes=config.max_body_bytes,
+        )
+        stack.push_async_callback(transport.aclose)
+        auth = auth_from_env(environ, region=config.region, transport=transport)
+        stack.push_async_callback(auth.aclose)
+        client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
+        stats = RunStats()
+        attempts = Attempts(
+            limiter=RateLimiter(config.rate, config.burst),
+            policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
+            concurrency=config.concurrency,
+            stats=stats,
+            control=control,
+            rng=random.Random(config.seed),
+        )
+        # names mode: the tag lists are read without manifests; only names are needed.
+        discoverer = Discoverer(
+            client,
+            attempts,
+            mode="names",
+            concurrency=4,
+            filters=listing_filters(config, datetime.now(UTC)),
+        )
+        send, receive = anyio.create_memory_object_stream[Found](64)
+        seen = SeenSet()
+
+        async def count() -> None:
+            async with receive:
+                async for item in receive:
+                    if isinstance(item, ListingError):
+                        plan.listing_failures += 1
+                    elif seen.add((item.target if isinstance(item, Named) else item).key):
+                        plan.valid += 1
+                    else:
+                        plan.duplicates += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(count)
+            await discoverer.run(send)
+        plan.listing_requests = stats.requests
+    return plan
+
+
+def _duration(requests: int, rate: float) -> str:
+    if rate <= 0:
+        return "no --rate limit: bounded by latency and --concurrency"
+    seconds = requests / rate
+    if seconds < 120:
+        return f"about {seconds:.0f} s at --rate {rate:g}"
+    if seconds < 7200:
+        return f"about {seconds / 60:.0f} min at --rate {rate:g}"
+    return f"about {seconds / 3600:.1f} h at --rate {rate:g}"
+
+
+def plan_lines(plan: Plan, config: CrawlConfig) -> list[str]:
+    """The dry run's report (stdout). Pure."""
+    lines = [f"valid targets: {plan.valid:,}"]
+    if plan.listing_requests is None:
+        lines.append(f"invalid lines: {plan.invalid:,}")
+        for item in plan.invalid_shown:
+            where = f"line {item.line}" if item.line else "line ?"
+            lines.append(f"  {where}: {item.reason}: {item.source!r}")
+        if plan.invalid > len(plan.invalid_shown):
+            lines.append(f"  ... and {plan.invalid - len(plan.invalid_shown):,} more")
+    lines.append(f"duplicates: {plan.duplicates:,}")
+    if config.shard[1] > 1:
+        lines.append(f"other shards' targets (skipped): {plan.other_shards:,}")
+    rate = config.rate
+    if plan.listing_requests is None:
+        requests = plan.valid
+        lines.append(
+            f"requests: {requests:,} tag-details requests (one per valid target, retries "
+            f"extra); {_duration(requests, rate)}"
+        )
+        lines.append(
+            f"requests in --mode detail: {requests:,}; in --mode auto: at most {requests:,} "
+            "(a repository is listed instead where that takes fewer requests)"
+        )
+    else:
+        listing = plan.listing_requests
+        lines.append(f"list requests made by this dry run: {listing:,} (no tag-details request)")
+        if plan.listing_failures:
+            lines.append(f"listings that failed: {plan.listing_failures:,} (tags may be missing)")
+        lines.append(
+            f"requests in --mode list: about {listing:,} (the tag list pages carry the rows); "
+            f"{_duration(listing, rate)}"
+        )
+        detail = listing + plan.valid
+        lines.append(
+            f"requests in --mode detail: about {detail:,} ({listing:,} list + {plan.valid:,} "
+            f"tag-details); {_duration(detail, rate)}"
+        )
+    lines.append(f"nothing was written under {config.out or config.dataset}")
+    return lines
+
+
+def dry_run(config: CrawlConfig, environ: Mapping[str, str] | None = None) -> int:
+    """Run the dry run, print its report on stdout; the exit status (0, or 1 when a
+    listing failed)."""
+    if config.discover:
+        plan = anyio.run(plan_discovery, config, os.environ if environ is None else environ)
+    else:
+        if config.targets is None:
+            raise ConfigError("--targets is required (a file, or - for stdin)")
+        if config.targets != "-" and not os.path.isfile(config.targets):
+            raise ConfigError(f"targets {config.targets}: no such file")
+        with iter_targets(config.targets, config.targets_format) as items:
+            plan = plan_targets(items, config.shard)
+    for line in plan_lines(plan, config):
+        click.echo(line)
+    return 1 if plan.listing_failures else 0
