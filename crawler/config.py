@@ -409,10 +409,8 @@ def validate(config: CrawlConfig, *, needs_out: bool = True) -> None:
     """Reject settings no run could use, with a message naming the setting."""
     if needs_out and bool(config.out) == bool(config.dataset):
         raise ConfigError("give --out DIR or --dataset ROOT (one of them)")
-    if "://" in config.out:
-        raise ConfigError(
-            "--out takes a local directory; for object storage use --dataset s3://bucket/prefix"
-        )
+    if "://" in config.out and not config.out.startswith("s3://"):
+        raise ConfigError("--out takes a local directory or s3://bucket/prefix")
     if config.snapshot_date is not None:
         if not config.dataset:
             raise ConfigError("--snapshot-date only applies with --dataset")

@@ -170,7 +170,7 @@ async def test_published_files_are_few_and_sized_by_the_settings(tmp_path: Path)
         ({"out": "o", "snapshot_date": "2026-11-01"}, "only applies with --dataset"),
         ({"dataset": "d", "snapshot_date": "2026-13-01"}, "no such date"),
         ({"dataset": "d", "snapshot_date": "yesterday"}, "a snapshot date is YYYY-MM-DD"),
-        ({"out": "s3://bucket/run"}, "for object storage use --dataset s3://"),
+        ({"out": "gs://bucket/run"}, "a local directory or s3://bucket/prefix"),
     ],
 )
 def test_dataset_flags_are_checked(flags: dict[str, str], message: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,8 +18,11 @@ from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.config import build_config
+from crawler.errors import ConfigError
+from crawler.output.lock import OutputLocked
 from crawler.output.objectstore import open_location
 from crawler.run.dataset_run import run_dataset
+from crawler.run.runner import run_crawl
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
 from tests.e2e_helpers import CRAWLER, TOKEN, row_keys, sandbox_config, write_targets
@@ -123,10 +128,18 @@ async def test_dataset_on_s3_reads_back_in_pyarrow_and_duckdb(
     assert any(line.startswith("repointed") for line in result.stdout.splitlines())
 
 
-def test_sigkill_mid_run_then_resume_on_s3(s3_server: S3Server, tmp_path: Path) -> None:
-    """A crawler SIGKILLed mid-run leaves no object; --resume publishes every target once."""
+@pytest.mark.parametrize("form", ["dataset", "out"])
+def test_sigkill_mid_run_then_resume_on_s3(s3_server: S3Server, tmp_path: Path, form: str) -> None:
+    """A crawler SIGKILLed mid-run leaves no partial object; --resume records every target once."""
     bucket = s3_server.create_bucket()
-    dataset = f"s3://{bucket}/swr"
+    location = f"s3://{bucket}/swr"
+    if form == "dataset":
+        where = ["--dataset", location, "--spool", str(tmp_path / "spool")]
+        where += ["--snapshot-date", "2026-11-05"]
+        prefixes: tuple[str, ...] = ("swr/tags/snapshot_date=2026-11-05/", "swr/errors/")
+    else:
+        where = ["--out", location]
+        prefixes = ("swr/tags/", "swr/errors/")
     catalogue = {"seed": 41, "namespaces": 2, "repos_per_namespace": 5, "tags_per_repo": 20}
     with sandbox_in_thread(sandbox_config(**catalogue, faults=FaultConfig(latency=0.02))) as sb:
         keys = write_targets(sb.catalogue, tmp_path / "targets.txt")
@@ -134,8 +147,7 @@ def test_sigkill_mid_run_then_resume_on_s3(s3_server: S3Server, tmp_path: Path) 
         env |= {"SWR_AUTH_TOKEN": TOKEN, **s3_server.environ()}
         command = [
             *CRAWLER,
-            *("crawl", "--targets", str(tmp_path / "targets.txt"), "--dataset", dataset),
-            *("--spool", str(tmp_path / "spool"), "--snapshot-date", "2026-11-05"),
+            *("crawl", "--targets", str(tmp_path / "targets.txt"), *where),
             *("--endpoint", sb.url, "--rate", "100", "--concurrency", "4", "--resume"),
             *("--commit-seconds", "0.2", "--no-progress", "--log-format", "json"),
         ]
@@ -154,9 +166,14 @@ def test_sigkill_mid_run_then_resume_on_s3(s3_server: S3Server, tmp_path: Path) 
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        killed_at = sb.stats.tag_requests
-        assert killed_at < len(keys)
-        assert objects(s3_server, bucket) == {}  # nothing published, nothing partial
+        assert sb.stats.tag_requests < len(keys)
+        fs, _ = open_location(location, s3_server.environ())
+        after_kill = objects(s3_server, bucket)
+        if form == "dataset":
+            assert after_kill == {}  # nothing is uploaded before the run is complete
+        for k in after_kill:
+            if k.endswith(".parquet"):  # every visible part is whole
+                assert pq.read_metadata(f"{bucket}/{k}", filesystem=fs).num_rows > 0
 
         with log.open("ab") as err:
             done = subprocess.run(command, cwd=ROOT, env=env, stderr=err, timeout=120)
@@ -165,14 +182,59 @@ def test_sigkill_mid_run_then_resume_on_s3(s3_server: S3Server, tmp_path: Path) 
     stored = objects(s3_server, bucket)
     parts = [k for k in stored if k.endswith(".parquet")]
     assert parts
-    assert all(k.startswith(("swr/tags/snapshot_date=2026-11-05/", "swr/errors/")) for k in parts)
+    assert all(k.startswith(prefixes) for k in parts)
+    assert not [k for k in stored if k.endswith(".tmp")]
     found: list[str] = []
-    fs, _ = open_location(dataset, s3_server.environ())
     for k in parts:
-        found += row_keys(pq.read_table(f"{bucket}/{k}", filesystem=fs))  # every object whole
-    assert sorted(found) == sorted(keys)
+        found += row_keys(pq.read_table(f"{bucket}/{k}", filesystem=fs))
+    assert sorted(found) == sorted(keys)  # every target exactly once
     assert sb.stats.tag_requests < 2 * len(keys)  # the resume did not start over
-    runs = [k for k in stored if k.startswith("swr/runs/snapshot_date=2026-11-05/")]
-    assert len(runs) == 1
-    spooled = [p.read_bytes() for p in (tmp_path / "spool").rglob("*") if p.is_file()]
+    if form == "dataset":
+        assert len([k for k in stored if k.startswith("swr/runs/snapshot_date=2026-11-05/")]) == 1
+    else:
+        assert json.loads(stored["swr/run.json"])["complete"] is True
+        assert not [k for k in stored if "lock" in k]  # the lease is gone after a clean end
+    spooled = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "spool" in str(p)]
     assert_no_secret(log.read_bytes(), *stored.values(), *spooled)
+
+
+@pytest.mark.anyio
+async def test_out_on_s3_reads_back_and_is_locked_by_a_lease(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """--out s3:// reads back in DuckDB; a live lease refuses a second run; a new run is refused."""
+    bucket = s3_server.create_bucket()
+    out = f"s3://{bucket}/run"
+    env = {"SWR_AUTH_TOKEN": TOKEN, **s3_server.environ()}
+    config = SandboxConfig(**SMALL, tokens=frozenset({TOKEN}))
+    async with running_sandbox(config) as sb:
+        keys = [key(t) for t in sb.catalogue.targets()]
+        path = tmp_path / "targets.txt"
+        path.write_text("".join(k + "\n" for k in keys))
+        flags = {"targets": str(path), "out": out, "endpoint": sb.url, "rate": 0}
+        flags |= {"progress": False, "seed": 1}
+        result = await run_crawl(build_config(flags, environ={}), environ=env, handle_signals=False)
+        assert result.exit_code == 0
+
+        # The lease of a live process (this test's parent) refuses a second run (exit 2).
+        fs = open_location(out, env)[0]
+        holder = {"pid": os.getppid(), "host": socket.gethostname(), "expires": time.time() + 60}
+        with fs.open_output_stream(f"{bucket}/run/.lock") as stream:
+            stream.write(json.dumps(holder).encode())
+        with pytest.raises(OutputLocked, match="another crawl is writing here"):
+            await run_crawl(
+                build_config({**flags, "resume": True}, environ={}),
+                environ=env,
+                handle_signals=False,
+            )
+        fs.delete_file(f"{bucket}/run/.lock")
+        with pytest.raises(ConfigError, match="already holds"):
+            await run_crawl(build_config(flags, environ={}), environ=env, handle_signals=False)
+
+    con = duckdb_on(s3_server)
+    rows = con.execute(
+        "SELECT namespace || '/' || repository || ':' || tag FROM read_parquet(?)",
+        [f"{out}/tags/*.parquet"],
+    ).fetchall()
+    assert sorted(r[0] for r in rows) == sorted(keys)
+    assert_no_secret(*objects(s3_server, bucket).values())

@@ -11,14 +11,35 @@ user info is refused), a log event, ``run.json`` or an error message.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import socket
+import threading
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
 from urllib.parse import urlsplit
 
+import orjson
 import pyarrow.fs as pafs
+import structlog
 
 from crawler.errors import ConfigError
+from crawler.output.lock import Holder, OutputLocked
+from crawler.output.storage import temp_name
 
-__all__ = ["S3_SCHEME", "is_object_store", "open_location"]
+__all__ = [
+    "S3_SCHEME",
+    "ObjectFile",
+    "ObjectRunLock",
+    "ObjectStorage",
+    "is_object_store",
+    "open_location",
+]
+
+log = structlog.get_logger("crawler")
 
 S3_SCHEME = "s3://"
 
@@ -75,3 +96,207 @@ def _s3(environ: Mapping[str, str]) -> pafs.S3FileSystem:
         if environ.get("AWS_SESSION_TOKEN"):
             options["session_token"] = environ["AWS_SESSION_TOKEN"]
     return pafs.S3FileSystem(**options)
+
+
+# --- an output on object storage ---------------------------------------------------
+
+#: Seconds an object-store lock lives without renewal; renewed every third of it.
+LEASE_SECONDS: Final = 60.0
+
+
+class ObjectFile:
+    """A new object, uploaded under a hidden temporary key until :meth:`commit` publishes it.
+
+    Closing a pyarrow output stream completes its upload, so an upload cut
+    short by an exception would still appear whole-looking under its key:
+    the upload goes to ``.NAME.<random>.tmp`` (no ``*.parquet`` glob, no
+    warehouse reader sees it), and :meth:`commit` copies it server-side to
+    ``NAME`` (one request: the object appears whole) and deletes the
+    temporary one. A killed process leaves at most a temporary object (or an
+    unfinished multipart upload, which is never visible); ``--resume``
+    deletes such leftovers.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, path: str) -> None:
+        self._fs = fs
+        self.path = path
+        directory, _, name = path.rpartition("/")
+        self.tmp = f"{directory}/{temp_name(name)}"
+        self.stream: Any = fs.open_output_stream(self.tmp)
+
+    def commit(self) -> None:
+        """Finish the upload, copy it to the final key, delete the temporary object."""
+        try:
+            self.stream.close()
+            self._fs.copy_file(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self._fs.delete_file(self.tmp)
+
+    def discard(self) -> None:
+        """Drop the upload; the final key is untouched."""
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        with contextlib.suppress(OSError):
+            self._fs.delete_file(self.tmp)
+
+    def __enter__(self) -> ObjectFile:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+class ObjectStorage:
+    """:class:`crawler.output.storage.Storage` on a pyarrow file system (an S3 bucket).
+
+    Paths are ``bucket/prefix/...``; directories are only key prefixes.
+    """
+
+    def __init__(self, fs: pafs.FileSystem) -> None:
+        self.fs = fs
+
+    def join(self, *parts: str) -> str:
+        """``parts`` joined with ``/``."""
+        return "/".join(part.strip("/") for part in parts if part)
+
+    def make_dirs(self, path: str) -> None:
+        """Nothing to do: a key prefix exists once an object is under it."""
+
+    def list(self, directory: str) -> list[str]:
+        """Names directly under ``directory`` ([] when there are none)."""
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        return [info.base_name for info in self.fs.get_file_info(selector)]
+
+    def exists(self, path: str) -> bool:
+        """Whether an object (or a prefix) is at ``path``."""
+        found: bool = self.fs.get_file_info(path).type != pafs.FileType.NotFound
+        return found
+
+    def read_bytes(self, path: str) -> bytes:
+        """The object's content (FileNotFoundError if absent)."""
+        with self.fs.open_input_stream(path) as stream:
+            data: bytes = stream.read()
+        return data
+
+    def open_input(self, path: str) -> Any:
+        """``path`` for random-access reading (Parquet readers take it as is)."""
+        return self.fs.open_input_file(path)
+
+    def create(self, path: str) -> ObjectFile:
+        """A new object published at ``path`` on commit."""
+        return ObjectFile(self.fs, path)
+
+    def delete(self, path: str) -> None:
+        """Delete the object (absent already is fine)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(path)
+
+
+class ObjectRunLock:
+    """One run per output prefix on object storage, where no ``flock`` exists: a lease.
+
+    The lock is an object (the layout's exclusive lock names) holding its
+    holder (pid, host, start) and ``expires``, an epoch second; a thread
+    renews it every third of :data:`LEASE_SECONDS`. A run that finds a lock
+    object takes it over when the lease has expired, or when the holder is a
+    process of this host that no longer exists (a SIGKILLed run, resumed on the
+    same machine); otherwise it is refused (exit 2, like a held ``flock``).
+    After writing its lease a run reads it back and gives up if another
+    run's lease is there (two starts in the same instant). Correctness does
+    not rest on the lock: every object name carries its run id, so two runs
+    never write one key. A shard takes its own lease only (the shared lock
+    that keeps an unsharded run away from shards exists on local disks only).
+    """
+
+    def __init__(self, storage: ObjectStorage, paths: list[str], *, clock: Any = time.time):
+        self._storage = storage
+        self._paths = paths
+        self._clock = clock
+        self._token = secrets.token_hex(8)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self) -> bytes:
+        return orjson.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "expires": self._clock() + LEASE_SECONDS,
+                "token": self._token,
+            }
+        )
+
+    def acquire(self) -> None:
+        """Take every lease or raise :class:`OutputLocked` naming the live holder."""
+        for path in self._paths:
+            self._check_free(path)
+        for path in self._paths:
+            _write_object(self._storage, path, self._record())
+        for path in self._paths:
+            if orjson.loads(self._storage.read_bytes(path)).get("token") != self._token:
+                raise OutputLocked(f"out {path}: another crawl took the lock at the same moment")
+        self._thread = threading.Thread(target=self._renew, name="swr-lease", daemon=True)
+        self._thread.start()
+
+    def _check_free(self, path: str) -> None:
+        try:
+            doc = orjson.loads(self._storage.read_bytes(path))
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return
+        if not isinstance(doc, dict) or not doc:
+            return
+        holder = Holder.parse(orjson.dumps(doc))
+        expires = doc.get("expires")
+        expired = not isinstance(expires, int | float) or expires < self._clock()
+        if expired or _dead_here(doc):
+            log.warning("crawl.stale_lock_taken_over", lock=path, previous=_who(holder))
+            return
+        raise OutputLocked(
+            f"out {path.rpartition('/')[0]}: another crawl is writing here ({_who(holder)}; "
+            f"lease {path}); wait for it to finish, or use another --out"
+        )
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            for path in self._paths:
+                with contextlib.suppress(OSError):  # the next renewal tries again
+                    _write_object(self._storage, path, self._record())
+
+    def release(self) -> None:
+        """Stop renewing and delete the leases (a clean end leaves no holder behind)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+            for path in self._paths:
+                with contextlib.suppress(OSError):
+                    self._storage.delete(path)
+
+
+def _who(holder: Holder | None) -> str:
+    return holder.describe() if holder else "another process"
+
+
+def _dead_here(doc: dict[str, Any]) -> bool:
+    """Whether the lease's holder is a process of this host that has ended."""
+    pid = doc.get("pid")
+    if doc.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return pid == os.getpid()  # our own pid, from an earlier process that had it
+
+
+def _write_object(storage: ObjectStorage, path: str, data: bytes) -> None:
+    with storage.fs.open_output_stream(path) as stream:
+        stream.write(data)

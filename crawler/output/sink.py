@@ -41,7 +41,7 @@ import structlog
 from crawler.output.layout import Layout, part_file
 from crawler.output.rows import ErrorRow, TagRow
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
-from crawler.output.storage import AtomicFile, LocalStorage, Storage
+from crawler.output.storage import LocalStorage, PendingFile, Storage
 
 log = structlog.get_logger("crawler")
 
@@ -106,7 +106,7 @@ class Dataset:
         self._pending_since: float | None = None
         self._open_since: float | None = None
         self._writer: pq.ParquetWriter | None = None
-        self._file: AtomicFile | None = None
+        self._file: PendingFile | None = None
         self._name: str | None = None
         self._rows_in_file = 0
         self._seq = 0

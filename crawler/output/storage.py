@@ -37,7 +37,7 @@ import os
 import re
 import secrets
 import stat
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from crawler.errors import ConfigError
 
@@ -141,6 +141,30 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
         file.stream.write(data)
 
 
+class PendingFile(Protocol):
+    """A file being written that becomes visible under its name only on :meth:`commit`.
+
+    :class:`AtomicFile` locally; :class:`crawler.output.objectstore.ObjectFile` on S3.
+    """
+
+    @property
+    def stream(self) -> Any:
+        """The binary stream to write to (Parquet writers take it as is)."""
+        ...
+
+    def commit(self) -> None:
+        """Publish the file under its final name, whole."""
+        ...
+
+    def discard(self) -> None:
+        """Drop the file; its final name is untouched."""
+        ...
+
+    def __enter__(self) -> PendingFile: ...
+
+    def __exit__(self, exc_type: object, *rest: object) -> None: ...
+
+
 class Storage(Protocol):
     """The file operations an output needs. Paths are ``/``-separated strings.
 
@@ -175,7 +199,7 @@ class Storage(Protocol):
         """``path`` opened for reading (pyarrow's readers take the file object)."""
         ...
 
-    def create(self, path: str) -> AtomicFile:
+    def create(self, path: str) -> PendingFile:
         """A new file that becomes visible at ``path`` only when committed."""
         ...
 

@@ -53,6 +53,12 @@ from crawler.output.compat import (
 from crawler.output.counts import DatasetCounts, count_rows
 from crawler.output.layout import DATASETS, Layout, new_run_id
 from crawler.output.lock import RunLock
+from crawler.output.objectstore import (
+    ObjectRunLock,
+    ObjectStorage,
+    is_object_store,
+    open_location,
+)
 from crawler.output.sink import OutputWriter
 from crawler.run.metrics import RunMetrics, previous_last_success, snapshot, write_metrics
 from crawler.run.progress import count_lines, show_progress, wanted
@@ -172,13 +178,13 @@ async def _open_run(
         os.environ if environ is None else environ, region=config.region, transport=transport
     )
     stack.push_async_callback(_shielded, auth.aclose)
-    layout = Layout(out_dir, config.shard)
-    lock = RunLock(layout)
+    layout, lock = _output(config, os.environ if environ is None else environ)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any task
+        if not is_object_store(config.out):
+            out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any task
         lock.acquire()
     except OSError as exc:
-        raise ConfigError(f"out {out_dir}: {exc.strerror or exc}") from None
+        raise ConfigError(f"out {config.out}: {exc.strerror or exc}") from None
     stack.callback(lock.release)
     checkpoint, fingerprint = await _open_output(config, layout, targets_path)
     endpoint = effective_endpoint(config)
@@ -254,6 +260,20 @@ async def _open_run(
         fingerprint=fingerprint,
         run_id=run_id,
     )
+
+
+def _output(
+    config: CrawlConfig, environ: Mapping[str, str]
+) -> tuple[Layout, RunLock | ObjectRunLock]:
+    """The layout and lock of ``--out``: a local directory, or an ``s3://`` prefix."""
+    if not is_object_store(config.out):
+        layout = Layout(config.out, config.shard)
+        return layout, RunLock(layout)
+    fs, root = open_location(config.out, environ)
+    storage = ObjectStorage(fs)
+    layout = Layout(root, config.shard, storage)
+    leases = [path for path, exclusive in layout.lock_files() if exclusive]
+    return layout, ObjectRunLock(storage, leases)
 
 
 def _nothing() -> None:
@@ -411,7 +431,7 @@ class _Run:
                 resumed=self.previous is not None,
                 endpoint=self.endpoint,
                 auth_method=self.auth.method,
-                out=str(self.out_dir),
+                out=self.config.out,
                 concurrency=self.config.concurrency,
                 rate=self.config.rate,
             )
