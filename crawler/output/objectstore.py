@@ -167,6 +167,11 @@ class ObjectStorage:
     def make_dirs(self, path: str) -> None:
         """Nothing to do: a key prefix exists once an object is under it."""
 
+    def check_dir(self, path: str) -> None:
+        """ConfigError when an object sits where a directory (a key prefix) is wanted."""
+        if self.fs.get_file_info(path).type == pafs.FileType.File:
+            raise ConfigError(f"{path}: is an object, not a directory; move it away")
+
     def list(self, directory: str) -> list[str]:
         """Names directly under ``directory`` ([] when there are none)."""
         selector = pafs.FileSelector(directory, allow_not_found=True)
