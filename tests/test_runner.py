@@ -14,6 +14,7 @@ import structlog
 
 from crawler.config import CrawlConfig, build_config
 from crawler.logs import configure_logging
+from crawler.output import sink
 from crawler.output.checkpoint import read_checkpoint
 from crawler.output.compat import ReadStopped, targets_fingerprint
 from crawler.output.layout import Layout
@@ -142,3 +143,24 @@ async def test_long_set_up_reads_end_soon_after_a_stop(tmp_path: Path) -> None:
     with pytest.raises(ReadStopped):
         targets_fingerprint(str(tmp_path / "out-targets.txt"), stop)
     assert len(read_checkpoint(layout, threading.Event()).recorded) == 3
+
+
+@pytest.mark.anyio
+async def test_a_writer_failure_that_is_not_an_oserror_ends_the_run_incomplete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception from Parquet encoding (not a full disk) is complete: false, its reason
+    recorded, exit 1, and no visible half-written file."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("Cannot convert pyarrow.lib.ChunkedArray to pyarrow.lib.Array")
+
+    monkeypatch.setattr(sink.Dataset, "write", broken)
+    out = tmp_path / "out"
+    async with running_sandbox(sandbox_config()) as sb:
+        outcome = await crawl(sb.url, catalogue_keys(sb.catalogue)[:5], out)
+    report = json.loads((out / "run.json").read_text())
+    assert outcome.result.exit_code == 1
+    assert (report["complete"], report["exit_code"]) == (False, 1)
+    assert "TypeError: Cannot convert" in report["stop_reason"]
+    assert not list(out.glob("*/*.parquet"))
