@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 import orjson
 import pyarrow as pa
@@ -41,7 +41,7 @@ import structlog
 from crawler.output.dataset import partition_dir, run_record_path
 from crawler.output.layout import Layout, PartName, part_file, part_stem, shard_suffix
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
-from crawler.output.storage import write_atomic
+from crawler.output.storage import open_nofollow, write_atomic
 
 log = structlog.get_logger("crawler")
 
@@ -161,24 +161,24 @@ def _compact(
     dataset = ds.dataset(parts, filesystem=fs, format="parquet", schema=file_schema)
     names: list[str] = []
     writer: pq.ParquetWriter | None = None
+    sink: Any = None
     rows_in_file = 0
     stem = part_stem(run_id, shard)
     pending = file_schema.empty_table()
 
     def write_group(table: pa.Table) -> None:
-        nonlocal writer, rows_in_file
+        nonlocal writer, sink, rows_in_file
         if writer is None:
             names.append(part_file(stem, len(names) + 1))
-            writer = pq.ParquetWriter(
-                f"{target}/{names[-1]}", file_schema, filesystem=fs, compression="zstd"
-            )
+            sink = _create(fs, f"{target}/{names[-1]}")
+            writer = pq.ParquetWriter(sink, file_schema, compression="zstd")
             rows_in_file = 0
         writer.write_table(table, row_group_size=table.num_rows)
         rows_in_file += table.num_rows
         if rows_in_file >= sizes.file_rows:
             writer.close()
-            writer, rows_in_file = None, 0
-            _sync_file(fs, f"{target}/{names[-1]}")
+            _close(fs, sink)
+            writer, sink, rows_in_file = None, None, 0
 
     # Staged files are small (one per --commit-seconds): batches are gathered
     # into whole row groups, and a row group never straddles two files.
@@ -195,7 +195,7 @@ def _compact(
         pending = pending.slice(want)
     if writer is not None:
         writer.close()
-        _sync_file(fs, f"{target}/{names[-1]}")
+        _close(fs, sink)
     return names
 
 
@@ -248,11 +248,21 @@ def _write_whole(fs: pafs.FileSystem, path: str, data: bytes) -> None:
         stream.write(data)
 
 
-def _sync_file(fs: pafs.FileSystem, path: str) -> None:
-    """fsync a local file before it is renamed into view (an S3 upload is durable once done)."""
+def _create(fs: pafs.FileSystem, path: str) -> Any:
+    """A new file at ``path`` to write into: on a local disk created exclusively and never
+    through a symbolic link (see :mod:`crawler.output.storage`); on S3 an upload."""
     if isinstance(fs, pafs.LocalFileSystem):
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
+        return os.fdopen(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb")
+    return fs.open_output_stream(path)
+
+
+def _close(fs: pafs.FileSystem, sink: Any) -> None:
+    """Finish a file from :func:`_create`: fsync'd before it is moved into view locally;
+    an S3 upload completes (and is durable) when closed."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        sink.flush()
+        os.fsync(sink.fileno())
+    sink.close()
 
 
 def _sync(fs: pafs.FileSystem, directory: str) -> None:
