@@ -375,3 +375,52 @@ def test_a_crawl_ends_with_the_short_report(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"output: {len(KEYS)} tags" in result.output
     assert "error rows 1: not_found: 1" in result.output
+
+
+@pytest.mark.slow
+def test_json_logs_leave_stderr_json_only(tmp_path: Path) -> None:
+    """--log-format json in a real process: every stderr line is a JSON object (the summary
+    among them as crawl.finished); the human summary is on stdout."""
+    import subprocess
+    import sys
+
+    targets = tmp_path / "t.txt"
+    targets.write_text("\n".join([*KEYS, "ghost/x:1", "BAD/x:1"]) + "\n")
+    faults = FaultConfig(scripts={KEYS[0]: ["503", "200"]})
+    with sandbox_in_thread(sandbox(faults=faults)) as sb:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "crawler",
+                "crawl",
+                "--targets",
+                str(targets),
+                "--out",
+                str(tmp_path / "o"),
+                "--endpoint",
+                sb.url,
+                "--rate",
+                "0",
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+                "--mode",
+                "detail",
+            ],
+            env={"SWR_AUTH_TOKEN": TOKEN, "SWR_CONCURENCY": "2", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    names = [e["event"] for e in events]
+    assert "crawl.finished" in names
+    assert "crawl.retry_scheduled" in names
+    unknown = [e for e in events if e["event"] == "config.unknown_variable"]
+    assert "did you mean SWR_CONCURRENCY?" in unknown[0]["warning"]
+    assert "complete" in done.stdout
+    assert f"output: {len(KEYS)} tags" in done.stdout
