@@ -46,8 +46,8 @@ def loaded(modules: set[str], package: str) -> bool:
 
 
 def test_crawl_help_imports_no_network_parquet_sandbox_or_loop_module() -> None:
-    """`crawl --help` loads neither aiohttp, pyarrow, the runner, the sandbox, uvloop nor the
-    progress bar."""
+    """`crawl --help` loads neither aiohttp, pyarrow, the runner, the sandbox, uvloop nor rich
+    (structlog's rich tracebacks included)."""
     modules = imported_by(["crawl", "--help"])
     for package in (
         "aiohttp",
@@ -55,22 +55,24 @@ def test_crawl_help_imports_no_network_parquet_sandbox_or_loop_module() -> None:
         "crawler.run.runner",
         "crawler.sandbox",
         "uvloop",
-        "rich.progress",
+        "rich",
     ):
         assert not loaded(modules, package), package
 
 
-def test_a_crawl_off_a_terminal_imports_no_sandbox_and_no_progress_bar(tmp_path: Path) -> None:
-    """A real crawl (stderr not a terminal) never loads the sandbox or rich's progress bar,
-    and runs on uvloop's loop (installed here)."""
+def test_a_crawl_off_a_terminal_imports_no_sandbox_no_server_and_no_rich(tmp_path: Path) -> None:
+    """A real crawl (stderr not a terminal, JSON logs) never loads the sandbox, aiohttp's
+    server side or rich (neither the progress bar nor structlog's rich tracebacks), and runs
+    on uvloop's loop (installed here)."""
     with sandbox_in_thread(sandbox_config()) as sb:
         targets = tmp_path / "targets.txt"
         write_targets(sb.catalogue, targets)
         args = ["crawl", "--targets", str(targets), "--out", str(tmp_path / "out")]
         modules = imported_by([*args, "--endpoint", sb.url], {"SWR_AUTH_TOKEN": TOKEN})
-        assert sb.stats.tag_requests > 0
+        assert sb.stats.total_requests > 0
     assert json.loads((tmp_path / "out" / "run.json").read_text())["complete"] is True
     assert loaded(modules, "aiohttp")
     assert loaded(modules, "uvloop")
     assert not loaded(modules, "crawler.sandbox")
-    assert not loaded(modules, "rich.progress")
+    assert not loaded(modules, "aiohttp.web")
+    assert not loaded(modules, "rich")
