@@ -149,6 +149,7 @@ def test_sigkill_mid_run_then_resume_on_s3(s3_server: S3Server, tmp_path: Path, 
             *CRAWLER,
             *("crawl", "--targets", str(tmp_path / "targets.txt"), *where),
             *("--endpoint", sb.url, "--rate", "100", "--concurrency", "4", "--resume"),
+            *("--mode", "detail"),  # one request a target, so there is a middle to kill in
             *("--commit-seconds", "0.2", "--no-progress", "--log-format", "json"),
         ]
         log = tmp_path / "crawl.log"

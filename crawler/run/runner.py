@@ -10,10 +10,12 @@ goes through one :class:`~crawler.crawl.pool.RunControl`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -228,12 +230,19 @@ async def _open_run(
     planned = None
     if not config.discover and config.mode == "auto":
         index, count = config.shard
+        spill_tag = f"s{index}of{count}" if count > 1 else "run"
+        spill_parent = out_dir
+        if is_object_store(config.out):
+            # The plan's spill is local scratch: the temporary directory, tagged by output.
+            spill_parent = Path(tempfile.gettempdir())
+            digest = hashlib.blake2b(config.out.encode(), digest_size=6).hexdigest()
+            spill_tag = f"{spill_tag}-{digest}"
         planned = PlannedSource(
             intake,
             Lister(client, attempts),
             control,
-            out_dir,
-            spill_tag=f"s{index}of{count}" if count > 1 else "run",
+            spill_parent,
+            spill_tag=spill_tag,
             concurrency=min(4, config.concurrency),
         )
     last_success = 0.0
