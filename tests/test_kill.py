@@ -298,6 +298,7 @@ def test_full_disk_fails_clearly_and_leaves_no_broken_file(
         log,
         "--commit-seconds",
         "30",
+        *("--log-format", "console"),  # the summary on stderr, in the log, beside the messages
         preexec=small_files,
     )
     code = finish(proc, 30)
