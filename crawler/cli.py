@@ -399,8 +399,11 @@ def _output_summary(out_dir: Any) -> list[str]:
     from crawler.report.summary import load_summary
     from crawler.report.text import short_lines
 
+    out = Path(out_dir)
+    if not (out / "tags").is_dir() and not (out / "errors").is_dir():
+        return []  # a --dataset run's staging directory, already published and gone
     try:
-        return short_lines(load_summary(Path(out_dir)))
+        return short_lines(load_summary(out))
     except (OSError, pa.ArrowException) as exc:
         return [f"output: cannot summarise ({str(exc).splitlines()[0][:200]})"]
 

@@ -424,3 +424,33 @@ def test_json_logs_leave_stderr_json_only(tmp_path: Path) -> None:
     assert "did you mean SWR_CONCURRENCY?" in unknown[0]["warning"]
     assert "complete" in done.stdout
     assert f"output: {len(KEYS)} tags" in done.stdout
+
+
+def test_quiet_keeps_warnings_only(tmp_path: Path) -> None:
+    """--quiet: no info event is logged, a warning still is (every target not found)."""
+    targets = tmp_path / "t.txt"
+    targets.write_text("ghost/a:1\nghost/b:1\n")
+    with sandbox_in_thread(sandbox()) as sb:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "crawl",
+                "--targets",
+                str(targets),
+                "--out",
+                str(tmp_path / "o"),
+                "--endpoint",
+                sb.url,
+                "--log-format",
+                "json",
+                "--quiet",
+                "--mode",
+                "detail",
+            ],
+            env={"SWR_AUTH_TOKEN": TOKEN},
+        )
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert events
+    assert {e["level"] for e in events} == {"warning"}
+    assert any(e["event"] == "crawl.warning" for e in events)
