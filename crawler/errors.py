@@ -114,7 +114,16 @@ class ConfigError(Exception):
     """A usage or configuration problem: the CLI prints it in one line, exit 2."""
 
 
-class AuthenticationFailed(Exception):
+class RunStopping(Exception):
+    """A failure every other request would share (``kind`` in :data:`FATAL_KINDS`): the
+    run stops at once, resumable later. ``kind`` is the stop reason."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.UNAUTHORIZED) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class AuthenticationFailed(RunStopping):
     """The credential was refused (401): the run stops, resumable later."""
 
 

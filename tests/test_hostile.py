@@ -301,3 +301,23 @@ async def test_no_proxy_bypasses_the_proxy(tmp_path: Path, monkeypatch: pytest.M
         outcome = await crawl(server.url, ["ns/repo:ok"], tmp_path / "out")
     assert outcome.tags.num_rows == 1
     assert (len(server.seen_paths), proxy.seen_paths) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("lines", "settings"),
+    [(None, {"discover": True}), (["ns/repo:t1", "ns/repo:t2"], {"mode": "auto"})],
+    ids=["discover", "planned"],
+)
+async def test_a_certificate_that_does_not_verify_stops_a_listing_run(
+    tmp_path: Path, lines: list[str] | None, settings: dict[str, Any]
+) -> None:
+    """A listing (--discover, or a planned crawl's) that fails on TLS stops the run as a
+    tag request does: stop reason tls, exit 1, not a listing error and a run carried on."""
+    async with tls_server(tmp_path) as url:
+        with capture_logs() as logs:
+            outcome = await crawl(url, lines, tmp_path / "out", concurrency=2, **settings)
+    report = outcome.result.report
+    assert (report.stop_reason, outcome.result.exit_code) == ("tls", 1)
+    assert report.complete is False
+    stopped = [e for e in logs if e["event"] in ("discover.stopped", "plan.stopped")]
+    assert [e["kind"] for e in stopped] == ["tls"]

@@ -54,7 +54,7 @@ from crawler.crawl.lister import (
     ListingStopped,
     TagPage,
 )
-from crawler.errors import AuthenticationFailed
+from crawler.errors import RunStopping
 from crawler.output.normalize import API_FIELDS, tag_row_of
 from crawler.targets import Target, validate
 
@@ -152,13 +152,14 @@ class Discoverer:
         self._filters = filters or Filters()
         self._concurrency = concurrency
         self.stats = DiscoveryStats(mode=mode)
-        self._refused: AuthenticationFailed | None = None
+        self._refused: RunStopping | None = None
         self._scope = anyio.CancelScope()
 
     async def run(self, send: MemoryObjectSendStream[Found]) -> None:
         """Discover every tag the filters take; close ``send``.
 
-        Raises :class:`AuthenticationFailed` when the credential is refused.
+        Raises :class:`~crawler.errors.RunStopping` when the credential is refused or the
+        server's certificate is not trusted.
         """
         filters = self._filters
         async with send:
@@ -187,8 +188,9 @@ class Discoverer:
             raise self._refused
         log.info("discover.finished", **self.stats.as_dict())
 
-    def _refuse(self, exc: AuthenticationFailed) -> None:
-        """A refused credential ends all of discovery; :meth:`run` raises it (not in a group)."""
+    def _refuse(self, exc: RunStopping) -> None:
+        """A refused credential (or certificate) ends all of discovery; :meth:`run` raises
+        it (not in a group)."""
         if self._refused is None:
             self._refused = exc
         self._scope.cancel()
@@ -211,7 +213,7 @@ class Discoverer:
                         await repos_send.send((repo.namespace, repo.name))
         except ListingFailed as exc:
             await self._failed(send, namespace, None, exc)
-        except AuthenticationFailed as exc:
+        except RunStopping as exc:
             self._refuse(exc)
         except ListingStopped:
             return
@@ -225,7 +227,7 @@ class Discoverer:
                     await self._list_tags(namespace, repository, send)
                 except ListingFailed as exc:
                     await self._failed(send, namespace, repository, exc)
-                except AuthenticationFailed as exc:
+                except RunStopping as exc:
                     self._refuse(exc)
                     return
                 except ListingStopped:
@@ -323,9 +325,9 @@ class DiscoverySource:
     async def _discover(self, send: MemoryObjectSendStream[Found]) -> None:
         try:
             await self.discoverer.run(send)
-        except AuthenticationFailed as exc:
-            log.error("discover.unauthorized", reason=str(exc))
-            self._control.stop("unauthorized")
+        except RunStopping as exc:
+            log.error("discover.stopped", kind=exc.kind.value, reason=str(exc))
+            self._control.stop(exc.kind.value)
 
     def _admit(self, item: Item) -> bool:
         if self._intake.admit(item):

@@ -34,7 +34,7 @@ import structlog
 
 from crawler.crawl.attempt import Attempts, Done, Failed
 from crawler.crawl.retry import Failure, failure_of
-from crawler.errors import AuthenticationFailed, ErrorKind
+from crawler.errors import FATAL_KINDS, AuthenticationFailed, ErrorKind, RunStopping
 from crawler.http.response import Response
 from crawler.targets import api_repository
 
@@ -318,6 +318,8 @@ class Lister:
             failure = outcome.failure
             if failure.kind is ErrorKind.UNAUTHORIZED:
                 raise AuthenticationFailed(f"listing {path}: {failure.reason()}")
+            if failure.kind in FATAL_KINDS:  # an untrusted certificate: every request fails
+                raise RunStopping(f"listing {path}: {failure.reason()}", failure.kind)
             raise ListingFailed(failure, outcome.attempts)
         raise ListingStopped()
 

@@ -41,7 +41,7 @@ from crawler.crawl.discover import page_items
 from crawler.crawl.intake import Batch, Intake, Listed
 from crawler.crawl.lister import Lister, ListingFailed, ListingStopped
 from crawler.crawl.plan import Group, Spill, WantedTags, should_list
-from crawler.errors import AuthenticationFailed
+from crawler.errors import RunStopping
 from crawler.targets import Target
 
 log = structlog.get_logger("crawler")
@@ -159,10 +159,10 @@ class PlannedSource:
                         await jobs_send.send((group, await self._decide(group)))
         log.info("plan.finished", **self.stats.as_dict())
 
-    def _refuse(self, exc: AuthenticationFailed) -> None:
-        """A refused credential stops the run, as a 401 on a tag request does."""
-        log.error("plan.unauthorized", reason=str(exc))
-        self._control.stop("unauthorized")
+    def _refuse(self, exc: RunStopping) -> None:
+        """A refused credential (or certificate) stops the run, as on a tag request."""
+        log.error("plan.stopped", kind=exc.kind.value, reason=str(exc))
+        self._control.stop(exc.kind.value)
         self._scope.cancel()
 
     async def _decide(self, group: Group) -> bool:
@@ -192,7 +192,7 @@ class PlannedSource:
                 # Unknown sizes: every repository of it is fetched one by one.
                 log.warning("plan.sizes_unavailable", namespace=namespace, reason=str(exc))
                 self._sizes = {}
-            except AuthenticationFailed as exc:
+            except RunStopping as exc:
                 self._refuse(exc)
                 self._sizes = {}
             except ListingStopped:
@@ -236,8 +236,8 @@ class PlannedSource:
                         await send.send(batch)
                     if wanted.taken == group.count:
                         break  # every wanted tag found: the rest of the listing is not needed
-        except (AuthenticationFailed, ListingStopped) as exc:
-            if isinstance(exc, AuthenticationFailed):
+        except (RunStopping, ListingStopped) as exc:
+            if isinstance(exc, RunStopping):
                 self._refuse(exc)
             return  # stopping: what is left is for --resume
         except ListingFailed as exc:

@@ -35,7 +35,7 @@ from crawler.crawl.discover import Discoverer, Found, Named
 from crawler.crawl.intake import ListingError
 from crawler.crawl.limits import RateLimiter
 from crawler.crawl.retry import RetryPolicy
-from crawler.errors import AuthenticationFailed, ConfigError
+from crawler.errors import ConfigError, RunStopping
 from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
 from crawler.http.endpoint import parse_endpoint
@@ -179,9 +179,9 @@ async def _discover(
 ) -> None:
     try:
         await discoverer.run(send)
-    except AuthenticationFailed as exc:
-        log.error("discover.unauthorized", reason=str(exc))
-        control.stop("unauthorized")
+    except RunStopping as exc:
+        log.error("discover.stopped", kind=exc.kind.value, reason=str(exc))
+        control.stop(exc.kind.value)
 
 
 async def _write(
