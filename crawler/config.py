@@ -129,11 +129,12 @@ class CrawlConfig:
         "With --discover: only the N most recently updated tags per repository; 0 = all.",
         limits=Limits(0, 1_000_000),
     )
-    mode: str = setting(
-        "auto",
+    mode: str | None = setting(
+        None,
         "list = rows from the tag list pages (1 request per 1,000 tags; --discover only); "
         "detail = one ShowRepoTag request per tag; auto = list for --discover, and for "
-        "--targets each repository listed or fetched tag by tag, whichever takes fewer requests.",
+        "--targets each repository listed or fetched tag by tag, whichever takes fewer "
+        "requests. Default: list for --discover, detail for --targets.",
         choices=MODES,
     )
     out: str = setting("", "Output directory (one run = one directory).")
@@ -422,7 +423,7 @@ def validate(config: CrawlConfig, *, needs_out: bool = True) -> None:
         label = name.replace("_", "-")
         if limits is not None and (problem := limits.problem(label, value)) is not None:
             raise ConfigError(problem)
-        if choices is not None and value not in choices:
+        if choices is not None and value is not None and value not in choices:
             expected = ", ".join(choices)
             raise ConfigError(f"{label} must be one of {expected} (got {value!r})")
     if config.backoff_max < config.backoff_initial:
@@ -448,8 +449,8 @@ def validate(config: CrawlConfig, *, needs_out: bool = True) -> None:
 
 
 def discover_mode(config: CrawlConfig) -> str:
-    """How ``--discover`` gets its rows: ``list`` or ``detail`` (``auto`` is ``list``)."""
-    return "list" if config.mode == "auto" else config.mode
+    """How ``--discover`` gets its rows: ``list`` (also for ``auto`` and unset) or ``detail``."""
+    return "detail" if config.mode == "detail" else "list"
 
 
 def listing_filters(config: CrawlConfig, now: datetime) -> Filters:

@@ -108,7 +108,7 @@ class PlannedSource:
     @asynccontextmanager
     async def open(self) -> AsyncIterator[AsyncIterable[Batch | BaseException]]:
         """Plan and walk; yield the pool's batches as they are decided."""
-        send, receive = anyio.create_memory_object_stream[Batch | BaseException](4)
+        send, receive = anyio.create_memory_object_stream[Batch | BaseException](0)
         with receive:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run, send)

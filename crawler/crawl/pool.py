@@ -108,6 +108,9 @@ class Crawler:
                             self._record_listing_error(item)
                         else:
                             self._record_invalid(item)
+                    # Rows from list pages come far faster than Parquet is written:
+                    # wait while the writer is behind, as a worker does after its row.
+                    await self._sink.wait_for_room()
 
     def _record_invalid(self, item: InvalidTarget) -> None:
         self._stats.errors[ErrorKind.INVALID_TARGET] += 1

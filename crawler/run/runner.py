@@ -243,7 +243,7 @@ async def _open_run(
             control,
             spill_parent,
             spill_tag=spill_tag,
-            concurrency=min(4, config.concurrency),
+            concurrency=1,
         )
     last_success = 0.0
     if config.metrics_file:
