@@ -336,7 +336,14 @@ def _run(config: Any, tell: _Tell) -> int:
         if config.dataset:
             from crawler.run.dataset_run import run_dataset
 
-            published = anyio.run(run_dataset, config)
+            try:
+                published = anyio.run(run_dataset, config)
+            except OSError as exc:
+                _say(
+                    f"swr-crawler: cannot publish the snapshot: {str(exc).splitlines()[0][:300]}."
+                    " The next run of this date finishes it: run again with --resume."
+                )
+                return 1
             if published is None:
                 tell.message("this date's snapshot is already published")
                 return 0
@@ -356,8 +363,9 @@ def _run(config: Any, tell: _Tell) -> int:
     report = result.report
     for line in report.summary_lines():
         tell.summary(line)
-    for line in _output_summary(result.out_dir):
-        tell.summary(line)
+    if not config.dataset and "://" not in config.out:  # a local run directory, still there
+        for line in _output_summary(result.out_dir):
+            tell.summary(line)
     if report.error is not None:
         tell.message(
             f"cannot write the output: {report.error}. Published files are complete; "

@@ -202,3 +202,28 @@ def test_publication_keeps_only_the_newest_run_whoever_publishes(tmp_path: Path)
     # Shard 1/2 only ever touches shard 1/2's files.
     (tmp_path / f"part-{older}-s1of2-00001.parquet").write_bytes(b"x")
     assert _replace(fs, str(tmp_path), (1, 2), older) == 0
+
+
+async def test_a_publication_cut_short_is_finished_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the new files moved in, before the old were deleted: the next run finishes."""
+    import crawler.output.commit as commit_module
+
+    root = tmp_path / "swr"
+    _, old = await crawl_day(root, "2026-11-02", 0)
+
+    def crash(*args: Any) -> int:
+        raise OSError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(commit_module, "_replace", crash)
+        with pytest.raises(OSError, match="power cut"):
+            await crawl_day(root, "2026-11-02", 1)
+    assert list((root / "_staging").glob("snapshot_date=2026-11-02/commit.json"))
+
+    finished, new = await crawl_day(root, "2026-11-02", 1, resume=True)
+    assert finished is None  # the commit was finished, and the date is published
+    assert by_date_duckdb(root)["2026-11-02"] == new != old
+    assert not list((root / "_staging").glob("snapshot_date=*"))
+    assert len(list((root / "runs" / "snapshot_date=2026-11-02").iterdir())) == 2
