@@ -454,3 +454,24 @@ def test_quiet_keeps_warnings_only(tmp_path: Path) -> None:
     assert events
     assert {e["level"] for e in events} == {"warning"}
     assert any(e["event"] == "crawl.warning" for e in events)
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    """No option of any command (config show included) comes without a help text."""
+    import click
+
+    commands: list[click.Command] = []
+    for name in cli.list_commands(None):  # type: ignore[arg-type]
+        command = cli.get_command(None, name)  # type: ignore[arg-type]
+        assert command is not None
+        if isinstance(command, click.Group):
+            commands += [command.get_command(None, n) for n in command.list_commands(None)]  # type: ignore[arg-type,misc]
+        else:
+            commands.append(command)
+    missing = [
+        f"{command.name} {param.opts[0]}"
+        for command in commands
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help and param.opts[0] != "--help"
+    ]
+    assert missing == []

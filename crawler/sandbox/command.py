@@ -93,7 +93,13 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="0 = any free port.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Catalogue and fault seed.")
-@click.option("--namespaces", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--namespaces",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Namespaces in the catalogue.",
+)
 @click.option(
     "--repos", default=10, show_default=True, type=click.IntRange(min=1), help="Per namespace."
 )
@@ -143,7 +149,13 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     type=float,
     help="Server-side limit, requests/s (429 APIG.0308 above it).",
 )
-@click.option("--rate-burst", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--rate-burst",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests the rate limit lets through at once.",
+)
 @click.option(
     "--stated-window",
     type=click.Choice(["minute", "second", "none"]),
@@ -157,8 +169,20 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
 @click.option(
     "--reset-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="TCP resets."
 )
-@click.option("--slow-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--slow-seconds", default=10.0, show_default=True, type=float)
+@click.option(
+    "--slow-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of answers delayed by --slow-seconds.",
+)
+@click.option(
+    "--slow-seconds",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Delay of a slow answer.",
+)
 @click.option(
     "--truncated-rate",
     default=0.0,
