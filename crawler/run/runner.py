@@ -5,7 +5,7 @@ the run's parts once (:func:`_open_run`, whose clean-ups go on one
 ``AsyncExitStack``), runs the pool beside the services a run needs (signals,
 the writer task, interim run files, the progress bar), and writes the run
 file once at the end from what happened (:meth:`_Run.report`). Every stop
-goes through one :class:`~crawler.crawl.pool.RunControl`.
+goes through one :class:`~crawler.crawl.control.RunControl`.
 """
 
 from __future__ import annotations
