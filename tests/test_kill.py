@@ -366,7 +366,7 @@ def test_sigterm_during_a_retry_after_pause_stops_at_once(
     write_targets(sb.catalogue, tmp_path / "targets.txt")
     out, log = tmp_path / "out", tmp_path / "crawl.log"
     proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log, "--backoff-max", "30")
-    wait_for(lambda: b"crawl.retry_scheduled" in log.read_bytes(), 20, "a Retry-After pause")
+    wait_for(lambda: b"crawl.paused" in log.read_bytes(), 20, "a Retry-After pause")
     proc.send_signal(signal.SIGTERM)
     assert finish(proc, 20) == 1
     assert stop_seconds(log) < GRACE_SECONDS / 2

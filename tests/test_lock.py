@@ -61,8 +61,9 @@ def test_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_second_crawl_on_the_same_output_exits_2(tmp_path: Path) -> None:
-    """Two overlapping crawls into one --out: the second exits 2 naming the first's pid."""
+def test_a_second_crawl_on_the_same_output_exits_75(tmp_path: Path) -> None:
+    """Two overlapping crawls into one --out: the second exits 75 (EX_TEMPFAIL, "try again
+    later", apart from usage errors' 2) naming the first's pid."""
     config = sandbox_config(faults=FaultConfig(latency=0.2))
     with sandbox_in_thread(config) as sb:
         targets = tmp_path / "targets.txt"
@@ -84,7 +85,7 @@ def test_a_second_crawl_on_the_same_output_exits_2(tmp_path: Path) -> None:
         finally:
             first.send_signal(signal.SIGTERM)
             first.wait(timeout=10)
-    assert second.returncode == 2
+    assert second.returncode == 75
     assert f"pid {first.pid}" in second.stderr
     assert "another crawl is writing here" in second.stderr
     assert "Traceback" not in second.stderr
