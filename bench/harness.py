@@ -205,7 +205,11 @@ def run_crawler(
     burst: int = 1,
     extra: Sequence[str] = (),
 ) -> Measurement:
-    """swr-crawler, the real CLI, writing Parquet under ``out`` and signing with AK/SK."""
+    """swr-crawler, the real CLI, writing Parquet under ``out`` and signing with AK/SK.
+
+    ``--mode detail``: one ShowRepoTag request a target, as every other contender sends
+    (a targets file's default, ``auto``, may list repositories instead; the inventory
+    scenario measures that)."""
     command = [
         PYTHON,
         "-m",
@@ -226,6 +230,8 @@ def run_crawler(
         "--no-progress",
         "--log-format",
         "json",
+        "--mode",
+        "detail",
         *extra,
     ]
     _, _, cost = run_measured(command, child_env())

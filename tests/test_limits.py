@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from crawler.crawl.limits import (
     AdaptiveRate,
+    GatewayLimit,
     RateLimiter,
     TokenBucket,
 )
@@ -584,3 +585,62 @@ def test_limiter_rejects_bad_parameters(rate: float, burst: int) -> None:
     """Negative/NaN rates and burst < 1 are configuration errors."""
     with pytest.raises(ValueError, match="must be"):
         RateLimiter(rate, burst)
+
+
+# ------------------------------------------------------------------ AdaptiveRate goodput
+
+
+def test_a_429_after_a_window_of_200s_drops_just_under_the_goodput_at_once() -> None:
+    """200s at 40/s for a second, then a 429: the rate goes to 0.9 x 40/s in one step
+    (halving would give 100/s), and the 429s within the next window leave it there."""
+    adaptive = AdaptiveRate(ceiling=200.0, now=0.0)
+    for i in range(40):
+        adaptive.on_success(i / 40)
+    assert adaptive.goodput(1.0) == pytest.approx(40.0)
+    assert adaptive.on_throttled(1.0) == pytest.approx(0.9 * 40.0)
+    echoes = [adaptive.on_throttled(1.0 + i * 0.01) for i in range(49)]  # 1.00 .. 1.48
+    assert all(r == pytest.approx(36.0) for r in echoes)
+
+
+def test_goodput_needs_a_whole_window_and_forgets_old_200s() -> None:
+    """No goodput before one window has passed; 200s older than the window do not count."""
+    adaptive = AdaptiveRate(ceiling=200.0, now=10.0)
+    for i in range(12):
+        adaptive.on_success(10.0 + i / 40)
+    assert adaptive.goodput(10.3) is None
+    assert adaptive.on_throttled(10.3) == pytest.approx(100.0)  # halved, no goodput yet
+    for i in range(12, 80):
+        adaptive.on_success(10.0 + i / 40)
+    assert adaptive.goodput(12.0) == pytest.approx(40.0, rel=0.05)
+    assert adaptive.goodput(20.0) == 0.0
+
+
+def test_after_a_stated_limit_the_goodput_does_not_lower_the_rate() -> None:
+    """The stated limit is the better guide: 429s within the cooldown after it change
+    nothing, whatever the goodput."""
+    adaptive = AdaptiveRate(ceiling=200.0, now=0.0)
+    assert adaptive.on_stated_limit(GatewayLimit(40, 1.0), 0.0)
+    for i in range(10):
+        adaptive.on_success(i * 0.1)
+    assert adaptive.on_throttled(1.0) == pytest.approx(38.0)
+
+
+def test_against_a_server_limit_without_its_number_few_requests_are_429s() -> None:
+    """A client at 5x a server's GCRA limit (40/s, burst 5), answers at once, 20 s of fake
+    time: at most 15 % of requests are 429s and the goodput is at least 80 % of the limit."""
+    server_interval, server_tolerance = 1 / 40, 4 / 40
+    server_tat = 0.0
+    adaptive = AdaptiveRate(ceiling=200.0, now=0.0)
+    now, sent, throttled, ok = 0.0, 0, 0, 0
+    while now < 20.0:
+        sent += 1
+        if server_tat - server_tolerance <= now:
+            server_tat = max(server_tat, now) + server_interval
+            ok += 1
+            rate = adaptive.on_success(now)
+        else:
+            throttled += 1
+            rate = adaptive.on_throttled(now)
+        now += 1 / rate
+    assert throttled / sent <= 0.15
+    assert ok / 20.0 >= 0.8 * 40

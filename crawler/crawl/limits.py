@@ -233,13 +233,29 @@ DEFAULT_FLOOR = 0.2
 #: window. The crawler then probes the limit about once per window instead of
 #: bouncing off it every few seconds.
 DEFAULT_RECOVERY_WINDOW = 120.0
+#: Goodput (200s a second) is measured over the last this many seconds. A 429
+#: at least this long after the last decrease, with 200s in that window, sets
+#: the rate just under the goodput at once: what the gateway let through is the
+#: best estimate of its limit, found in one step where halving from 5x the limit
+#: takes three decreases (6 s at one per cooldown). Half a second is long
+#: enough for the answers to requests sent at the old rate (echoes) to be over,
+#: and short enough that few requests go at the old rate.
+DEFAULT_GOODPUT_WINDOW = 0.5
+#: The share of the measured goodput the rate is set to: under it, so that the
+#: next window's requests fit under the limit with some room.
+GOODPUT_SHARE = 0.9
+#: The goodput window is counted in this many slots (fixed memory at any rate).
+_GOODPUT_SLOTS = 10
 
 
 class AdaptiveRate:
     """The target request rate after throttling signals: AIMD-like, pure.
 
-    * :meth:`on_throttled` (a 429 without ``Retry-After``): multiply the current
-      rate by ``decrease``, not below ``floor``, at most once per ``cooldown``.
+    * :meth:`on_throttled` (a 429 without ``Retry-After``): when 200s arrived in
+      the last ``goodput_window`` and the last decrease is at least that old, the
+      rate goes to ``GOODPUT_SHARE`` of that goodput at once (if that is lower);
+      otherwise it is multiplied by ``decrease``, at most once per ``cooldown``.
+      Never below ``floor``. After a stated limit only the latter applies.
     * :meth:`on_success` (a 200): the rate climbs back *linearly in time since
       the last decrease*, ``recover_per_second`` requests/s per second, never
       above ``ceiling``. Recovery is lazy (computed when asked), so it is the
@@ -262,10 +278,15 @@ class AdaptiveRate:
         "_ceiling",
         "_configured",
         "_cooldown",
+        "_counts",
         "_decrease",
         "_decreased_at",
         "_floor",
         "_recover",
+        "_slot",
+        "_slot_seconds",
+        "_started",
+        "_window",
         "current",
     )
 
@@ -278,6 +299,7 @@ class AdaptiveRate:
         now: float = 0.0,
         *,
         cooldown: float = DEFAULT_COOLDOWN,
+        goodput_window: float = DEFAULT_GOODPUT_WINDOW,
     ) -> None:
         if not (0.0 < ceiling < math.inf):
             raise ValueError(f"ceiling must be finite and > 0, got {ceiling}")
@@ -293,6 +315,8 @@ class AdaptiveRate:
             raise ValueError(f"recover_per_second must be > 0, got {recover_per_second}")
         if not (0.0 <= cooldown < math.inf):
             raise ValueError(f"cooldown must be >= 0, got {cooldown}")
+        if not (0.0 < goodput_window < math.inf):
+            raise ValueError(f"goodput_window must be > 0, got {goodput_window}")
         self._ceiling = ceiling
         self._configured = ceiling
         self._floor = floor
@@ -304,6 +328,11 @@ class AdaptiveRate:
         self._decreased_at = now - cooldown - 1.0
         #: The current target rate (requests/s), as of the last call.
         self.current = ceiling
+        self._window = goodput_window
+        self._slot_seconds = goodput_window / _GOODPUT_SLOTS
+        self._started = now
+        self._slot = math.floor(now / self._slot_seconds)  # the slot last counted in
+        self._counts = [0] * _GOODPUT_SLOTS  # 200s per slot, a ring indexed by slot number
 
     @property
     def ceiling(self) -> float:
@@ -323,11 +352,37 @@ class AdaptiveRate:
             return self._base
         return min(self._ceiling, self._base + self._recover * elapsed)
 
+    def _advance(self, now: float) -> None:
+        """Move the ring to ``now``'s slot, emptying the slots passed over."""
+        slot = math.floor(now / self._slot_seconds)
+        if slot <= self._slot:
+            return
+        for passed in range(max(self._slot + 1, slot - _GOODPUT_SLOTS + 1), slot + 1):
+            self._counts[passed % _GOODPUT_SLOTS] = 0
+        self._slot = slot
+
+    def goodput(self, now: float) -> float | None:
+        """200s a second over the last goodput window; None before a whole window has passed."""
+        if now - self._started < self._window:
+            return None
+        self._advance(now)
+        # From the start of the oldest slot kept to now: the current slot is only begun.
+        span = now - (self._slot - _GOODPUT_SLOTS + 1) * self._slot_seconds
+        return sum(self._counts) / span
+
     def on_throttled(self, now: float) -> float:
-        """A 429 without ``Retry-After`` arrived: decrease (once per cooldown); return the rate."""
-        if now - self._decreased_at < self._cooldown:
-            return self.current
-        self._base = max(self._floor, self._recovered(now) * self._decrease)
+        """A 429 without ``Retry-After`` arrived: decrease (to just under the goodput, or
+        halving once per cooldown); return the rate."""
+        since = now - self._decreased_at
+        recovered = self._recovered(now)
+        learned = self._ceiling < self._configured  # a stated limit is the better guide
+        observed = self.goodput(now) if since >= self._window and not learned else None
+        target = GOODPUT_SHARE * observed if observed else math.inf
+        if target >= recovered:
+            if since < self._cooldown:
+                return self.current
+            target = recovered * self._decrease
+        self._base = max(self._floor, target)
         self._decreased_at = now
         self.current = self._base
         return self.current
@@ -345,7 +400,10 @@ class AdaptiveRate:
         return True
 
     def on_success(self, now: float) -> float:
-        """A 200 arrived: recover gradually toward the ceiling; return the rate."""
+        """A 200 arrived: count it (goodput); recover gradually toward the ceiling; return
+        the rate."""
+        self._advance(now)
+        self._counts[self._slot % _GOODPUT_SLOTS] += 1
         if self.current < self._ceiling:
             self.current = self._recovered(now)
         return self.current
@@ -513,9 +571,9 @@ class RateLimiter:
         return lowered
 
     def succeeded(self) -> None:
-        """A 200: let the adaptive rate recover."""
+        """A 200: counted in the goodput; lets the adaptive rate recover."""
         adaptive = self._adaptive
-        if adaptive is None or self._bucket is None or adaptive.current >= adaptive.ceiling:
+        if adaptive is None or self._bucket is None:
             return
         now = self._clock()
         rate = adaptive.on_success(now)
