@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Final, Protocol, final
+from typing import TYPE_CHECKING, Final, Protocol, final
 
 import structlog
 
@@ -54,7 +54,9 @@ from crawler.http import signer
 from crawler.http.endpoint import is_loopback, parse_endpoint
 from crawler.http.iam import DEFAULT_IAM_ENDPOINT, IamPasswordLogin
 from crawler.http.secrets import CONTENT_TYPE, Secret, token_headers, utc_now
-from crawler.http.transport import Transport
+
+if TYPE_CHECKING:  # the transport imports aiohttp, which `--help` and config need not load
+    from crawler.http.transport import Transport
 
 __all__ = [
     "CREDENTIAL_VARIABLES",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, final
+from typing import TYPE_CHECKING, Final, final
 
 import anyio
 import anyio.to_thread
@@ -31,8 +31,10 @@ from crawler import USER_AGENT
 from crawler.errors import ErrorKind, IamLoginFailed, IamUnavailable, TransportError
 from crawler.http.response import error_fields
 from crawler.http.secrets import TOKEN_HEADER, Secret, token_headers, utc_now
-from crawler.http.transport import Transport
 from crawler.output.storage import write_atomic
+
+if TYPE_CHECKING:  # the transport imports aiohttp: loaded only when a login needs one
+    from crawler.http.transport import Transport
 
 __all__ = ["DEFAULT_IAM_ENDPOINT", "IamPasswordLogin"]
 
@@ -266,6 +268,8 @@ class IamPasswordLogin:
 
     def _login_transport(self) -> Transport:
         if self._transport is None:
+            from crawler.http.transport import Transport
+
             self._transport = Transport(timeout=DEFAULT_TIMEOUT, max_connections=1)
         transport = self._transport
         transport.scrubber.add(self._password)
