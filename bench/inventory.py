@@ -57,6 +57,7 @@ def inventory_scenario(quick: bool) -> Inventory:
         # A per-minute quota tolerates a second's burst; this is stricter still.
         rate_burst=int(RATE),
         cache_size=spec.size + 1024,
+        all_fields=True,
     )
     return Inventory(
         "inventory",

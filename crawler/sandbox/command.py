@@ -211,6 +211,12 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     help="Tag-details answers kept built (an LRU; the benchmark keeps its whole catalogue).",
 )
 @click.option(
+    "--all-fields",
+    is_flag=True,
+    help="Every tag has all 15 ShowRepoTag fields, as the SDKs document (default: ~4% lack"
+    " `updated`, so list mode fetches those one by one).",
+)
+@click.option(
     "--targets-out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write every target, one a line, then serve.",
@@ -242,6 +248,7 @@ def sandbox_command(
     retry_after_rate: float,
     scripts_path: Path | None,
     cache_size: int,
+    all_fields: bool,
     targets_out: Path | None,
 ) -> None:
     """Serve a local SWR look-alike (tag details, list APIs, IAM) with injectable faults."""
@@ -279,6 +286,7 @@ def sandbox_command(
         require_auth=not no_auth,
         faults=faults,
         cache_size=cache_size,
+        absent_fields=not all_fields,
     )
     if targets_out is not None:
         _write_targets(targets_out, Catalogue(seed, namespaces, repos, tags, tag_counts=counts))
