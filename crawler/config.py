@@ -214,7 +214,9 @@ class CrawlConfig:
     )
     progress: bool = setting(True, "Show a progress bar (only ever on a terminal).")
     uvloop: bool = setting(
-        True, "Run on uvloop's event loop where it is installed (less CPU a row); else asyncio's."
+        False,
+        "Run on uvloop's event loop where it is installed; else asyncio's (the default: uvloop"
+        " measured no CPU gain, see Performance).",
     )
     commit_seconds: float = setting(
         10.0,

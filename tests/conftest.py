@@ -11,7 +11,6 @@ from hypothesis import settings
 
 from tests.s3server import S3Server, running_s3_server
 
-
 # Deterministic and load-proof property tests: the same examples on every run (a
 # failure reproduces), and no per-example deadline, which a loaded 2-core CI box
 # would turn into a flaky failure unrelated to the code.

@@ -13,27 +13,25 @@ from crawler.config import build_config
 from crawler.run.loop import backend_options, loop_factory
 
 
-def test_uvloop_is_the_default_where_it_is_installed() -> None:
-    """The default configuration asks for uvloop, and it is uvloop's loop factory."""
+def test_asyncio_is_the_default_loop() -> None:
+    """The default configuration runs on asyncio's own loop (uvloop measured no gain)."""
     config = build_config({"targets": "t", "out": "o", "region": "cn-north-4"}, environ={})
-    assert config.uvloop is True
-    assert loop_factory(config.uvloop) is uvloop.new_event_loop
+    assert config.uvloop is False
+    assert loop_factory(config.uvloop) is None
+    assert backend_options(config.uvloop) == {}
 
 
-def test_the_switch_turns_uvloop_off() -> None:
-    """--no-uvloop and SWR_UVLOOP=false both mean asyncio's own loop."""
-    assert (
-        build_config(
-            {"targets": "t", "out": "o", "region": "cn-north-4", "uvloop": False}, environ={}
-        ).uvloop
-        is False
+def test_the_switch_turns_uvloop_on() -> None:
+    """--uvloop and SWR_UVLOOP=true both mean uvloop's loop factory."""
+    from_flag = build_config(
+        {"targets": "t", "out": "o", "region": "cn-north-4", "uvloop": True}, environ={}
     )
+    assert from_flag.uvloop is True
     from_env = build_config(
-        {"targets": "t", "out": "o", "region": "cn-north-4"}, environ={"SWR_UVLOOP": "false"}
+        {"targets": "t", "out": "o", "region": "cn-north-4"}, environ={"SWR_UVLOOP": "true"}
     )
-    assert from_env.uvloop is False
-    assert loop_factory(False) is None
-    assert backend_options(False) == {}
+    assert from_env.uvloop is True
+    assert loop_factory(True) is uvloop.new_event_loop
 
 
 def test_without_uvloop_installed_the_run_falls_back_to_asyncio(

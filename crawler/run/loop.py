@@ -1,9 +1,11 @@
 """Which event loop a run gets: uvloop's where it is installed and wanted, else asyncio's.
 
-uvloop (libuv under asyncio's interface) spends less CPU a request than the
-standard loop (``make bench``, scenario ``cpu``, measures both in one run). It is
-an optional dependency (``pip install 'swr-crawler[uvloop]'``): without it, or
-with ``--no-uvloop`` / ``SWR_UVLOOP=false``, the run is on asyncio's own loop.
+uvloop (libuv under asyncio's interface) was expected to spend less CPU a request
+than the standard loop; ``make bench`` (scenario ``cpu``, both in one run,
+alternating) measured no gain for this crawler, so asyncio's loop is the default
+and ``--uvloop`` / ``SWR_UVLOOP=true`` opts in. uvloop is an optional dependency
+(``pip install 'swr-crawler[uvloop]'``); asked for but not installed, the run
+is on asyncio's own loop.
 """
 
 from __future__ import annotations
