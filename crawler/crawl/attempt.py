@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 import structlog
@@ -29,9 +29,6 @@ from crawler.crawl.retry import Failure, GiveUp, PauseEveryone, RetryPolicy
 from crawler.errors import AuthenticationFailed, ErrorKind, TransportError
 from crawler.http.response import Response
 from crawler.run.stats import RunStats
-
-if TYPE_CHECKING:  # config imports crawl modules (filters): a type only here
-    from crawler.config import CrawlConfig
 
 log = structlog.get_logger("crawler")
 
@@ -85,26 +82,6 @@ class Attempts:
         # fast_acquire: a free slot is taken without a trip round the event loop
         # (the request that follows yields anyway); only a wait is a checkpoint.
         self._slots = anyio.Semaphore(concurrency, fast_acquire=True)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: CrawlConfig,
-        *,
-        stats: RunStats,
-        control: RunControl,
-        limiter: RateLimiter | None = None,
-    ) -> Attempts:
-        """The attempt loop a run's settings ask for (rate, burst, attempts, backoff,
-        concurrency, seed); ``limiter`` when the caller also needs it."""
-        return cls(
-            limiter=limiter or RateLimiter(config.rate, config.burst),
-            policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
-            concurrency=config.concurrency,
-            stats=stats,
-            control=control,
-            rng=random.Random(config.seed),
-        )
 
     @property
     def control(self) -> RunControl:

@@ -12,6 +12,7 @@ lock is taken.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, Found, Named
 from crawler.crawl.intake import ListingError
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
@@ -88,7 +91,14 @@ async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Pla
         stack.push_async_callback(auth.aclose)
         client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
         stats = RunStats()
-        attempts = Attempts.from_config(config, stats=stats, control=control)
+        attempts = Attempts(
+            limiter=RateLimiter(config.rate, config.burst),
+            policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
+            concurrency=config.concurrency,
+            stats=stats,
+            control=control,
+            rng=random.Random(config.seed),
+        )
         # names mode: the tag lists are read without manifests; only names are needed.
         discoverer = Discoverer(
             client,

@@ -16,6 +16,7 @@ configuration problem.
 from __future__ import annotations
 
 import os
+import random
 import signal
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -32,6 +33,8 @@ from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, Found, Named
 from crawler.crawl.intake import ListingError
+from crawler.crawl.limits import RateLimiter
+from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError, RunStopping
 from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
@@ -107,7 +110,14 @@ async def run_discover(
     control = RunControl()
     try:
         client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
-        attempts = Attempts.from_config(config, stats=stats, control=control)
+        attempts = Attempts(
+            limiter=RateLimiter(config.rate, config.burst),
+            policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
+            concurrency=config.concurrency,
+            stats=stats,
+            control=control,
+            rng=random.Random(config.seed),
+        )
         discoverer = Discoverer(
             client,
             attempts,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import signal
 import stat
 import tempfile
@@ -37,6 +38,7 @@ from crawler.crawl.limits import RateLimiter
 from crawler.crawl.lister import Lister
 from crawler.crawl.planned import PlannedSource
 from crawler.crawl.pool import Crawler
+from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
 from crawler.http.credentials import Auth, auth_from_env
@@ -198,7 +200,14 @@ async def _open_run(
         file_rows=config.file_rows,
     )
     limiter = RateLimiter(config.rate, config.burst)
-    attempts = Attempts.from_config(config, stats=stats, control=control, limiter=limiter)
+    attempts = Attempts(
+        limiter=limiter,
+        policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
+        concurrency=config.concurrency,
+        stats=stats,
+        control=control,
+        rng=random.Random(config.seed),
+    )
     crawler = Crawler(
         fetcher=client,
         sink=writer,
