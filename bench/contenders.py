@@ -98,16 +98,33 @@ def _sdk_client(endpoint: str, threads: int, *, asynchronous: bool) -> Any:
     )
 
 
+def _sdk_failures() -> tuple[type[Exception], ...]:
+    """What a failed SDK call raises: its own exceptions, and ``requests``' errors.
+
+    The synchronous client turns urllib3's "too many 429 error responses" into a
+    ``ClientRequestException`` with status 429; the asynchronous one hands the raw
+    ``requests.exceptions.RetryError`` to the caller instead.
+    """
+    from huaweicloudsdkcore.exceptions.exceptions import SdkException
+    from requests.exceptions import RequestException
+
+    return SdkException, RequestException
+
+
 def _sdk_status(exc: Exception) -> int:
-    return int(getattr(exc, "status_code", 0) or 0)
+    """The HTTP status of a failed SDK call (429 for a throttled one, 0 when none)."""
+    status = int(getattr(exc, "status_code", 0) or 0)
+    if not status and "too many 429 error responses" in str(exc):
+        return 429
+    return status
 
 
 def run_sdk_threads(endpoint: str, targets: list[tuple[str, str, str]], threads: int) -> Tally:
     """The official SwrClient in a ThreadPoolExecutor."""
-    from huaweicloudsdkcore.exceptions.exceptions import SdkException
     from huaweicloudsdkswr.v2 import ShowRepoTagRequest
 
     client = _sdk_client(endpoint, threads, asynchronous=False)
+    failures = _sdk_failures()
     tally = Tally()
 
     def fetch(target: tuple[str, str, str]) -> None:
@@ -115,7 +132,7 @@ def run_sdk_threads(endpoint: str, targets: list[tuple[str, str, str]], threads:
         request = ShowRepoTagRequest(namespace=namespace, repository=repository, tag=tag)
         try:
             client.show_repo_tag(request)
-        except SdkException as exc:
+        except failures as exc:
             tally.count(_sdk_status(exc))
         else:
             tally.count(200)
@@ -128,17 +145,17 @@ def run_sdk_threads(endpoint: str, targets: list[tuple[str, str, str]], threads:
 
 def run_sdk_async(endpoint: str, targets: list[tuple[str, str, str]], window: int) -> Tally:
     """The official SwrAsyncClient, at most ``window`` calls outstanding."""
-    from huaweicloudsdkcore.exceptions.exceptions import SdkException
     from huaweicloudsdkswr.v2 import ShowRepoTagRequest
 
     client = _sdk_client(endpoint, window, asynchronous=True)
+    failures = _sdk_failures()
     tally = Tally()
     pending: list[Any] = []
 
     def settle(future: Any) -> None:
         try:
             future.result()
-        except SdkException as exc:
+        except failures as exc:
             tally.count(_sdk_status(exc))
         else:
             tally.count(200)

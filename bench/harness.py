@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed; used for a few calls
 
@@ -167,8 +168,8 @@ class _RssSampler(threading.Thread):
         self.join()
 
 
-def run_measured(command: Sequence[str], env: dict[str, str]) -> tuple[int, str, Measurement]:
-    """Run ``command``; its exit status, its stdout and what it cost (counts left at 0)."""
+def run_measured(command: Sequence[str], env: dict[str, str]) -> tuple[int, str, str, Measurement]:
+    """Run ``command``; its exit status, stdout, stderr and what it cost (counts left at 0)."""
     me = psutil.Process()
     before = me.cpu_times()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -188,7 +189,7 @@ def run_measured(command: Sequence[str], env: dict[str, str]) -> tuple[int, str,
     cpu = (after.children_user - before.children_user) + (
         after.children_system - before.children_system
     )
-    return status, stdout, Measurement(0, 0, 0, 0.0, cpu, sampler.peak, wall)
+    return status, stdout, stderr, Measurement(0, 0, 0, 0.0, cpu, sampler.peak, wall)
 
 
 def child_env() -> dict[str, str]:
@@ -239,7 +240,7 @@ def run_crawler(
         "detail",
         *extra,
     ]
-    _, _, cost = run_measured(command, child_env())
+    _, _, _, cost = run_measured(command, child_env())
     report = json.loads((out / "run.json").read_text())
     counts = report["counts"]
     return Measurement(
@@ -252,6 +253,25 @@ def run_crawler(
         wall=cost.wall,
         requests=int(counts["requests"]),
     )
+
+
+def contender_result(name: str, status: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The JSON result line a contender printed last; a clear error when it printed none.
+
+    A contender counts its failed requests itself, so one that exits non-zero or
+    without its result line crashed: the error carries the end of its stderr.
+    """
+    lines = stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if status == 0 and lines else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict):
+        raise RuntimeError(
+            f"contender {name} exited {status} without its result line; "
+            f"the end of its stderr:\n{stderr[-2000:]}"
+        )
+    return result
 
 
 def run_contender(
@@ -272,8 +292,8 @@ def run_contender(
     ]
     if limit is not None:
         command += ["--limit", str(limit)]
-    _, stdout, cost = run_measured(command, child_env())
-    result = json.loads(stdout.strip().splitlines()[-1])
+    status, stdout, stderr, cost = run_measured(command, child_env())
+    result = contender_result(name, status, stdout, stderr)
     return Measurement(
         rows=int(result["rows"]),
         errors=int(result["errors"]),

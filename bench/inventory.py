@@ -106,7 +106,7 @@ def _crawl(url: str, args: Sequence[str], out: Path) -> dict[str, Any]:
         "--log-format",
         "json",
     ]
-    status, _, cost = run_measured(command, child_env())
+    status, _, _, cost = run_measured(command, child_env())
     report = json.loads((out / "run.json").read_text())
     counts = report["counts"]
     return {
