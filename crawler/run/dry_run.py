@@ -12,7 +12,6 @@ lock is taken.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -22,17 +21,15 @@ import anyio
 import click
 
 from crawler.config import CrawlConfig, effective_endpoint, listing_filters
-from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, Found, Named
 from crawler.crawl.intake import ListingError
-from crawler.crawl.limits import RateLimiter
-from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
 from crawler.http.endpoint import parse_endpoint
 from crawler.http.transport import Transport
+from crawler.run.attempts import attempts_for
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, SeenSet, Target, in_shard, iter_targets
 
@@ -91,14 +88,7 @@ async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Pla
         stack.push_async_callback(auth.aclose)
         client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
         stats = RunStats()
-        attempts = Attempts(
-            limiter=RateLimiter(config.rate, config.burst),
-            policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
-            concurrency=config.concurrency,
-            stats=stats,
-            control=control,
-            rng=random.Random(config.seed),
-        )
+        attempts = attempts_for(config, stats=stats, control=control)
         # names mode: the tag lists are read without manifests; only names are needed.
         discoverer = Discoverer(
             client,

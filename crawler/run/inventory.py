@@ -16,7 +16,6 @@ configuration problem.
 from __future__ import annotations
 
 import os
-import random
 import signal
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -29,18 +28,16 @@ from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
 from crawler.config import CrawlConfig, effective_endpoint, listing_filters
-from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, Found, Named
 from crawler.crawl.intake import ListingError
-from crawler.crawl.limits import RateLimiter
-from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError, RunStopping
 from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
 from crawler.http.endpoint import parse_endpoint
 from crawler.http.transport import Transport
 from crawler.output.target_list import TargetListWriter
+from crawler.run.attempts import attempts_for
 from crawler.run.stats import RunStats
 from crawler.targets import SeenSet
 
@@ -110,14 +107,7 @@ async def run_discover(
     control = RunControl()
     try:
         client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
-        attempts = Attempts(
-            limiter=RateLimiter(config.rate, config.burst),
-            policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
-            concurrency=config.concurrency,
-            stats=stats,
-            control=control,
-            rng=random.Random(config.seed),
-        )
+        attempts = attempts_for(config, stats=stats, control=control)
         discoverer = Discoverer(
             client,
             attempts,

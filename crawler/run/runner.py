@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import signal
 import stat
 import tempfile
@@ -30,7 +29,6 @@ import anyio
 import structlog
 
 from crawler.config import CrawlConfig, discover_mode, effective_endpoint, listing_filters
-from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, DiscoverySource
 from crawler.crawl.intake import Intake, Source
@@ -38,7 +36,6 @@ from crawler.crawl.limits import RateLimiter
 from crawler.crawl.lister import Lister
 from crawler.crawl.planned import PlannedSource
 from crawler.crawl.pool import Crawler
-from crawler.crawl.retry import RetryPolicy
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
 from crawler.http.credentials import Auth, auth_from_env
@@ -62,6 +59,7 @@ from crawler.output.objectstore import (
     open_location,
 )
 from crawler.output.sink import OutputWriter
+from crawler.run.attempts import attempts_for
 from crawler.run.metrics import RunMetrics, previous_last_success, snapshot, write_metrics
 from crawler.run.progress import count_lines, show_progress, wanted
 from crawler.run.report import RunReport
@@ -200,14 +198,7 @@ async def _open_run(
         file_rows=config.file_rows,
     )
     limiter = RateLimiter(config.rate, config.burst)
-    attempts = Attempts(
-        limiter=limiter,
-        policy=RetryPolicy(config.max_attempts, config.backoff_initial, config.backoff_max),
-        concurrency=config.concurrency,
-        stats=stats,
-        control=control,
-        rng=random.Random(config.seed),
-    )
+    attempts = attempts_for(config, stats=stats, control=control, limiter=limiter)
     crawler = Crawler(
         fetcher=client,
         sink=writer,
