@@ -69,6 +69,24 @@ _IMAGES = (
     "scheduler",
     "tensorflow",
 )
+#: How the i-th namespace is spelt from its two words (each separator appears).
+_NAMESPACE_SPELLINGS = (
+    "{w1}{i}",
+    "{w1}-{w2}{i}",
+    "{w1}.{w2}{i}",
+    "{w1}_{w2}{i}",
+    "{w1}__{w2}{i}",
+    "{w1}-{w2}-{i}",
+)
+#: How the r-th repository is spelt: flat or under one or two groups.
+_REPOSITORY_SPELLINGS = (
+    "{image}-{r}",
+    "{group}/{image}{r}",
+    "{group}/{image}-{r}",
+    "{group}/{sub}/{image}.{r}",
+    "{group}/{image}__{r}",
+    "{image}_{r}",
+)
 _FLAVOURS = ("alpine", "slim", "bookworm", "alpine3.19", "jdk17", "ubi8")
 _PLATFORMS: tuple[tuple[str, str, str | None], ...] = (
     ("linux", "amd64", None),
@@ -225,38 +243,18 @@ class Catalogue:
         h = self._hash("ns", i)
         w1 = _NS_WORDS[h % len(_NS_WORDS)]
         w2 = _NS_WORDS_2[(h >> 8) % len(_NS_WORDS_2)]
-        # Consecutive namespaces take consecutive patterns, so even a small
+        # Consecutive namespaces take consecutive spellings, so even a small
         # catalogue mixes periods, underscores and hyphens.
-        pattern = (i + self.seed) % 6
-        if pattern == 0:
-            return f"{w1}{i}"
-        if pattern == 1:
-            return f"{w1}-{w2}{i}"
-        if pattern == 2:
-            return f"{w1}.{w2}{i}"
-        if pattern == 3:
-            return f"{w1}_{w2}{i}"
-        if pattern == 4:
-            return f"{w1}__{w2}{i}"
-        return f"{w1}-{w2}-{i}"
+        spelling = _NAMESPACE_SPELLINGS[(i + self.seed) % len(_NAMESPACE_SPELLINGS)]
+        return spelling.format(w1=w1, w2=w2, i=i)
 
     def _repository_name(self, i: int, r: int) -> str:
         h = self._hash("repo", i, r)
         image = _IMAGES[h % len(_IMAGES)]
         group = _GROUPS[(h >> 8) % len(_GROUPS)]
         sub = _SUBGROUPS[(h >> 16) % len(_SUBGROUPS)]
-        pattern = (h >> 24) % 6
-        if pattern == 0:
-            return f"{image}-{r}"
-        if pattern == 1:
-            return f"{group}/{image}{r}"
-        if pattern == 2:
-            return f"{group}/{image}-{r}"
-        if pattern == 3:
-            return f"{group}/{sub}/{image}.{r}"
-        if pattern == 4:
-            return f"{group}/{image}__{r}"
-        return f"{image}_{r}"
+        spelling = _REPOSITORY_SPELLINGS[(h >> 24) % len(_REPOSITORY_SPELLINGS)]
+        return spelling.format(image=image, group=group, sub=sub, r=r)
 
     def _tag_name(self, i: int, r: int, j: int) -> str:
         if j == 0:
