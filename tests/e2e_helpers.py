@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prometheus_client.parser import text_string_to_metric_families
 
 from crawler.config import build_config
 from crawler.run.runner import RunResult, run_crawl
@@ -79,6 +80,16 @@ def row_keys(table: pa.Table) -> list[str]:
     """The ``namespace/repository:tag`` key of every row of a tags or errors table."""
     columns = table.select(["namespace", "repository", "tag"]).to_pylist()
     return [f"{r['namespace']}/{r['repository']}:{r['tag']}" for r in columns]
+
+
+def metric_samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a metrics file, read with prometheus_client's parser:
+    (name, sorted labels) -> value."""
+    found = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
 
 
 def closed_port() -> int:

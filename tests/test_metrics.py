@@ -14,15 +14,7 @@ from crawler.run.metrics import (
     write_metrics,
 )
 from crawler.run.stats import RunStats
-
-
-def samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a metrics file: (name, sorted labels) -> value."""
-    found = {}
-    for family in text_string_to_metric_families(path.read_text()):
-        for sample in family.samples:
-            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return found
+from tests.e2e_helpers import metric_samples
 
 
 def stats() -> RunStats:
@@ -43,7 +35,7 @@ def test_every_listed_metric_is_written_with_its_value(tmp_path: Path) -> None:
         path,
         snapshot(stats(), complete=True, duration_seconds=9.5, rate_limit=17.5, last_success=1e9),
     )
-    got = samples(path)
+    got = metric_samples(path)
     assert got["swr_crawler_requests_total", (("api", "tag_details"), ("code", "200"))] == 2
     assert got["swr_crawler_requests_total", (("api", "tag_details"), ("code", "401"))] == 1
     assert got["swr_crawler_requests_total", (("api", "tag_details"), ("code", "429"))] == 1
@@ -87,7 +79,7 @@ def test_written_atomically_leaving_no_temporary_file(tmp_path: Path) -> None:
             path, snapshot(s, complete=False, duration_seconds=n, rate_limit=1, last_success=0)
         )
     assert [p.name for p in tmp_path.iterdir()] == ["swr.prom"]
-    assert samples(path)["swr_crawler_targets_total", ()] == 2
+    assert metric_samples(path)["swr_crawler_targets_total", ()] == 2
 
 
 def test_last_success_is_read_back_from_a_previous_file(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from crawler.cli import EXIT_LOCKED, cli
@@ -26,7 +25,7 @@ from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
-from tests.e2e_helpers import TOKEN, crawl
+from tests.e2e_helpers import TOKEN, crawl, metric_samples
 
 SMALL = {"seed": 2, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo": 4}
 
@@ -37,14 +36,6 @@ def sandbox(**overrides: Any) -> SandboxConfig:
 
 #: The sandbox's targets, known before it starts (faults are scripted per target).
 KEYS = [f"{ns}/{repo}:{tag}" for ns, repo, tag in Catalogue(**SMALL).targets()]
-
-
-def metric_samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(path.read_text()):
-        for sample in family.samples:
-            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return found
 
 
 @pytest.mark.anyio
