@@ -63,21 +63,11 @@ EXTRAS: list[dict[str, str]] = [
 ]
 
 
-def official_headers(
-    method: str,
-    path: str,
-    query: list[tuple[str, str]],
-    headers: dict[str, str],
-    body: bytes,
-    *,
-    project_id: str | None = None,
-    security_token: str | None = None,
-) -> dict[str, str]:
-    """The headers the official SDK sends after ``Credentials.sign_request``."""
-    credentials = BasicCredentials(AK, SK, project_id)
-    if security_token is not None:
-        credentials = credentials.with_security_token(security_token)
-    request = SdkRequest(
+def sdk_request(
+    method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str], body: bytes
+) -> SdkRequest:
+    """The official SDK's request for ``HOST`` over https."""
+    return SdkRequest(
         method=method,
         schema="https",
         host=HOST,
@@ -86,6 +76,15 @@ def official_headers(
         header_params=dict(headers),
         body=body,
     )
+
+
+def official_headers(
+    request: SdkRequest, *, project_id: str | None = None, security_token: str | None = None
+) -> dict[str, str]:
+    """The headers the official SDK sends after ``Credentials.sign_request``."""
+    credentials = BasicCredentials(AK, SK, project_id)
+    if security_token is not None:
+        credentials = credentials.with_security_token(security_token)
     signed = credentials.sign_request(request)
     # The SDK re-encodes values as latin-1 text of their UTF-8 bytes for its
     # HTTP library; undo that to compare text with text.
@@ -94,19 +93,8 @@ def official_headers(
     }
 
 
-def official_authorization(
-    method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str], body: bytes
-) -> str:
+def official_authorization(request: SdkRequest) -> str:
     """The ``Authorization`` value from the bare official ``Signer``."""
-    request = SdkRequest(
-        method=method,
-        schema="https",
-        host=HOST,
-        resource_path=path,
-        query_params=list(query),
-        header_params=dict(headers),
-        body=body,
-    )
     value: str = Signer(BasicCredentials(AK, SK)).sign(request).header_params["Authorization"]
     return value
 
@@ -119,7 +107,7 @@ def test_authorization_matches_official_signer(
 ) -> None:
     """Every path/query/body in the table signs to the official Authorization, byte for byte."""
     ours = signer.authorization(AK, SK, "GET", path, query, BASE_HEADERS, body)
-    assert ours == official_authorization("GET", path, query, BASE_HEADERS, body)
+    assert ours == official_authorization(sdk_request("GET", path, query, BASE_HEADERS, body))
 
 
 @pytest.mark.parametrize("extra", EXTRAS, ids=lambda e: "+".join(e) or "plain")
@@ -130,11 +118,7 @@ def test_sign_matches_official_credentials_flow(method: str, extra: dict[str, st
     base = {k: v for k, v in BASE_HEADERS.items() if k != "Host"}
     ours = signer.sign(AK, SK, method, HOST, path, query, {**base, **extra}, body, NOW)
     theirs = official_headers(
-        method,
-        path,
-        query,
-        base,
-        body,
+        sdk_request(method, path, query, base, body),
         project_id=extra.get("X-Project-Id"),
         security_token=extra.get("X-Security-Token"),
     )
@@ -148,7 +132,7 @@ def test_sign_marks_non_json_payload_unsigned_like_the_sdk() -> None:
     headers = {"Content-Type": "application/octet-stream", "X-Sdk-Date": DATE}
     ours = signer.sign(AK, SK, "PUT", HOST, "/upload", [], headers, b"\x00\x01", NOW)
     assert ours["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
-    assert ours == official_headers("PUT", "/upload", [], headers, b"\x00\x01")
+    assert ours == official_headers(sdk_request("PUT", "/upload", [], headers, b"\x00\x01"))
 
 
 def test_sign_adds_date_from_clock_and_keeps_host_port() -> None:
@@ -163,7 +147,7 @@ def test_headers_with_underscore_and_padding_match_official() -> None:
     """Underscored headers stay unsigned and padded values are stripped, as the SDK does."""
     headers = {**BASE_HEADERS, "X_Custom": "skipped", "X-Padded": "  value\t"}
     ours = signer.authorization(AK, SK, "GET", PATHS[0], [], headers, b"")
-    assert ours == official_authorization("GET", PATHS[0], [], headers, b"")
+    assert ours == official_authorization(sdk_request("GET", PATHS[0], [], headers, b""))
     assert "x_custom" not in ours
     assert "x-padded" in ours
 
@@ -211,7 +195,7 @@ def test_random_requests_match_official_signer(
     path = "/" + "/".join(segments) + ("/" if trailing_slash else "")
     headers = {**BASE_HEADERS, **extra}
     ours = signer.authorization(AK, SK, method, path, query, headers, body)
-    assert ours == official_authorization(method, path, query, headers, body)
+    assert ours == official_authorization(sdk_request(method, path, query, headers, body))
 
 
 _plain_segment = st.text(st.sampled_from("abz09._-~$"), min_size=1, max_size=10)
@@ -244,9 +228,8 @@ def test_prepared_signer_matches_official_signer(
     sent = prepared.headers(method, path, query, now)
     assert sent["X-Sdk-Date"] == now.strftime("%Y%m%dT%H%M%SZ")
     assert sent["Host"] == HOST
-    expected = official_authorization(
-        method, path, query, {k: v for k, v in sent.items() if k != "Authorization"}, b""
-    )
+    unsigned = {k: v for k, v in sent.items() if k != "Authorization"}
+    expected = official_authorization(sdk_request(method, path, query, unsigned, b""))
     assert sent["Authorization"] == expected
     assert sent == signer.sign(
         AK, SK, method, "swr.example.com:8443", path, query, headers, b"", now
