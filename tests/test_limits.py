@@ -107,6 +107,20 @@ async def forbidden_sleep(delay: float) -> None:
     raise AssertionError(f"slept {delay}")
 
 
+def acquiring(
+    vt: VirtualTime, limiter: RateLimiter, times: int, grants: list[float]
+) -> Callable[[], Awaitable[None]]:
+    """A task for :meth:`VirtualTime.run` that acquires ``times`` tokens one after the other,
+    appending the fake time of each grant to ``grants``."""
+
+    async def task() -> None:
+        for _ in range(times):
+            await limiter.acquire()
+            grants.append(vt.now)
+
+    return task
+
+
 # --------------------------------------------------------------------------- backoff
 
 
@@ -400,12 +414,7 @@ async def test_limiter_n_acquires_take_n_over_rate() -> None:
     vt = VirtualTime()
     limiter = RateLimiter(20.0, clock=vt.clock, sleep=vt.sleep)
     start = vt.now
-
-    async def worker() -> None:
-        for _ in range(100):
-            await limiter.acquire()
-
-    await vt.run(worker)
+    await vt.run(acquiring(vt, limiter, 100, []))
     assert vt.now - start == pytest.approx(99 / 20)
 
 
@@ -415,13 +424,7 @@ async def test_limiter_shared_by_concurrent_workers() -> None:
     vt = VirtualTime()
     limiter = RateLimiter(10.0, burst=3, clock=vt.clock, sleep=vt.sleep)
     grants: list[float] = []
-
-    async def worker() -> None:
-        for _ in range(5):
-            await limiter.acquire()
-            grants.append(vt.now)
-
-    await vt.run(*[worker] * 8)
+    await vt.run(*[acquiring(vt, limiter, 5, grants)] * 8)
     assert len(grants) == 40
     assert grants[:3] == [1000.0] * 3
     gaps = [b - a for a, b in itertools.pairwise(grants[2:])]
@@ -454,11 +457,7 @@ async def test_limiter_rate_zero_still_honours_pause() -> None:
     vt = VirtualTime()
     limiter = RateLimiter(0.0, clock=vt.clock, sleep=vt.sleep)
     limiter.pause_until(vt.now + 7.0)
-
-    async def worker() -> None:
-        await limiter.acquire()
-
-    await vt.run(worker)
+    await vt.run(limiter.acquire)
     assert vt.now == pytest.approx(1007.0)
     await limiter.acquire()  # the pause is over: no sleep
     assert len(vt.sleeps) == 1
@@ -472,16 +471,11 @@ async def test_limiter_pause_holds_every_acquire_until_deadline() -> None:
     grants: list[float] = []
     pause_at, deadline = 1000.25, 1005.25
 
-    async def worker() -> None:
-        for _ in range(4):
-            await limiter.acquire()
-            grants.append(vt.now)
-
     async def gateway() -> None:
         await vt.sleep(pause_at - vt.now)
         limiter.pause_until(deadline)
 
-    await vt.run(*[worker] * 5, gateway)
+    await vt.run(*[acquiring(vt, limiter, 4, grants)] * 5, gateway)
     assert len(grants) == 20
     assert grants[:3] == pytest.approx([1000.0, 1000.1, 1000.2])
     assert all(g <= pause_at or g >= deadline - 1e-9 for g in grants)
@@ -497,11 +491,7 @@ async def test_limiter_pause_for_uses_its_own_clock() -> None:
     vt = VirtualTime()
     limiter = RateLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
     limiter.pause_for(3.0)
-
-    async def worker() -> None:
-        await limiter.acquire()
-
-    await vt.run(worker)
+    await vt.run(limiter.acquire)
     assert vt.now == pytest.approx(1003.0)
 
 
@@ -515,13 +505,7 @@ async def test_limiter_throttled_lowers_rate_and_spacing() -> None:
     limiter.throttled()  # same overload: ignored within the cooldown
     assert limiter.current_rate == pytest.approx(5.0)
     grants: list[float] = []
-
-    async def worker() -> None:
-        for _ in range(3):
-            await limiter.acquire()
-            grants.append(vt.now)
-
-    await vt.run(worker)
+    await vt.run(acquiring(vt, limiter, 3, grants))
     gaps = [b - a for a, b in itertools.pairwise(grants)]
     assert gaps == pytest.approx([0.2, 0.2], abs=0.01)
 
@@ -570,13 +554,7 @@ async def test_limiter_cancelled_acquire_does_not_break_later_ones() -> None:
     assert reached == []
     assert scope.cancelled_caught
     grants: list[float] = []
-
-    async def later() -> None:
-        for _ in range(3):
-            await limiter.acquire()
-            grants.append(vt.now)
-
-    await vt.run(later)
+    await vt.run(acquiring(vt, limiter, 3, grants))
     assert grants == pytest.approx([1002.0, 1003.0, 1004.0])  # the lost slot stays lost
 
 
