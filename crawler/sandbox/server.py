@@ -170,6 +170,11 @@ _IAM_UNAUTHORIZED = _dumps(
 )
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
+#: A tag list API of :mod:`crawler.sandbox.lists` (v2 or v3): catalogue, namespace,
+#: repository and query in, answer out; likewise a repository list API.
+_TagList = Callable[[Catalogue, str, str, Mapping[str, str]], lists.Answer]
+_RepoList = Callable[[Catalogue, Mapping[str, str]], lists.Answer]
+
 
 class SandboxServer:
     """The state and the handlers of one sandbox application."""
@@ -377,27 +382,24 @@ class SandboxServer:
 
     async def list_tags_v2(self, request: web.Request) -> web.StreamResponse:
         """ListRepositoryTags (v2)."""
-        namespace, repository = self._repository_of(request)
-        return await self._list(
-            request,
-            f"tags:{namespace}/{repository}",
-            lambda: lists.list_repository_tags_v2(
-                self.catalogue, namespace, repository, request.rel_url.query
-            ),
-        )
+        return await self._list_tags(request, lists.list_repository_tags_v2)
 
     async def list_tags_v3(self, request: web.Request) -> web.StreamResponse:
         """ListRepositoryTag (v3); the gateway's 404 where it is switched off."""
         if not self.config.v3_tags:
             self.stats.list_requests += 1
             return await self.no_such_api(request)
-        namespace, repository = self._repository_of(request)
+        return await self._list_tags(request, lists.list_repository_tags_v3)
+
+    async def _list_tags(self, request: web.Request, api: _TagList) -> web.StreamResponse:
+        """A tag list of the repository in the path, by ``api`` (v2 or v3)."""
+        info = request.match_info
+        namespace, repository = info["namespace"], info["repository"].replace("$", "/")
+        query = request.rel_url.query
         return await self._list(
             request,
             f"tags:{namespace}/{repository}",
-            lambda: lists.list_repository_tags_v3(
-                self.catalogue, namespace, repository, request.rel_url.query
-            ),
+            lambda: api(self.catalogue, namespace, repository, query),
         )
 
     async def list_namespaces(self, request: web.Request) -> web.StreamResponse:
@@ -410,26 +412,20 @@ class SandboxServer:
 
     async def list_repos_v2(self, request: web.Request) -> web.StreamResponse:
         """ListReposDetails (v2)."""
-        query = request.rel_url.query
-        return await self._list(
-            request,
-            f"repos:{query.get('namespace', '')}",
-            lambda: lists.list_repos_details_v2(self.catalogue, query),
-        )
+        return await self._list_repos(request, lists.list_repos_details_v2)
 
     async def list_repos_v3(self, request: web.Request) -> web.StreamResponse:
         """ListRepoDetails (v3)."""
+        return await self._list_repos(request, lists.list_repo_details_v3)
+
+    async def _list_repos(self, request: web.Request, api: _RepoList) -> web.StreamResponse:
+        """A repository list by ``api`` (v2 or v3), scripted per ``namespace`` filter."""
         query = request.rel_url.query
         return await self._list(
             request,
             f"repos:{query.get('namespace', '')}",
-            lambda: lists.list_repo_details_v3(self.catalogue, query),
+            lambda: api(self.catalogue, query),
         )
-
-    @staticmethod
-    def _repository_of(request: web.Request) -> tuple[str, str]:
-        info = request.match_info
-        return info["namespace"], info["repository"].replace("$", "/")
 
     # -- IAM and the rest ----------------------------------------------------
 
