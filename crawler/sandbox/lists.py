@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, ParamSpec
 
 from crawler.sandbox.catalogue import Catalogue, valid_namespace, valid_repository
 from crawler.sandbox.faults import swr_error, swr_error_list_only
 
 Answer = tuple[int, Any, dict[str, str]]
+P = ParamSpec("P")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -43,7 +45,11 @@ EMPTY_MANIFEST_ONE_IN = 200
 
 
 class _BadQuery(Exception):
-    """A query parameter the service would refuse (400)."""
+    """A query parameter or a name the service would refuse (400)."""
+
+
+class _NoRepository(Exception):
+    """The repository asked for is not in the catalogue (404)."""
 
 
 def _bad_request(message: str) -> Answer:
@@ -53,6 +59,21 @@ def _bad_request(message: str) -> Answer:
 def _not_found(what: str) -> Answer:
     code = "SVCSTG.SWR.4040002" if what == "Namespace" else "SVCSTG.SWR.4040003"
     return 404, swr_error(code, f"{what} not found"), {}
+
+
+def _refusals_answered(list_api: Callable[P, Answer]) -> Callable[P, Answer]:
+    """``list_api`` with the refusals it raises answered as the service answers them."""
+
+    @functools.wraps(list_api)
+    def answer(*args: P.args, **kwargs: P.kwargs) -> Answer:
+        try:
+            return list_api(*args, **kwargs)
+        except _BadQuery as exc:
+            return _bad_request(str(exc))
+        except _NoRepository:
+            return _not_found("Repository")
+
+    return answer
 
 
 def _int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -84,14 +105,14 @@ def _content_range(offset: int, count: int, total: int) -> dict[str, str]:
     return {"Content-Range": f"{offset}-{offset + count - 1}/{total}"}
 
 
-def _repository(catalogue: Catalogue, namespace: str, repository: str) -> Answer | None:
-    """An error answer when the repository (``$`` for ``/``) is invalid or absent."""
+def _check_repository(catalogue: Catalogue, namespace: str, repository: str) -> None:
+    """_BadQuery when the repository (``/``, not ``$``) breaks the naming rules,
+    _NoRepository when it is not in the catalogue."""
     if not valid_namespace(namespace) or not valid_repository(repository):
-        return _bad_request("Invalid namespace or repository name")
+        raise _BadQuery("Invalid namespace or repository name")
     i = catalogue.namespace_index(namespace)
     if i is None or catalogue.repository_index(i, repository) is None:
-        return _not_found("Repository")
-    return None
+        raise _NoRepository
 
 
 def list_namespaces(catalogue: Catalogue, query: Mapping[str, str]) -> Answer:
@@ -158,19 +179,15 @@ def _sorted_tags(
     return tuple(sorted(tags, key=keys.__getitem__, reverse=descending))
 
 
+@_refusals_answered
 def list_repository_tags_v2(
     catalogue: Catalogue, namespace: str, repository: str, query: Mapping[str, str]
 ) -> Answer:
     """ListRepositoryTags, ``GET /v2/manage/namespaces/{ns}/repos/{repo}/tags``."""
-    error = _repository(catalogue, namespace, repository)
-    if error is not None:
-        return error
-    try:
-        offset = _int(query, "offset", 0, 0, 2**31)
-        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        names = _tag_items(catalogue, namespace, repository, query)
-    except _BadQuery as exc:
-        return _bad_request(str(exc))
+    _check_repository(catalogue, namespace, repository)
+    offset = _int(query, "offset", 0, 0, 2**31)
+    limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    names = _tag_items(catalogue, namespace, repository, query)
     page = names[offset : offset + limit]
     items = [_v2_tag_item(_details(catalogue, namespace, repository, tag)) for tag in page]
     return 200, items, _content_range(offset, len(items), len(names))
@@ -207,19 +224,15 @@ def listed_without_manifest(namespace: str, repository: str, tag: str) -> bool:
     return zlib.crc32(key) % EMPTY_MANIFEST_ONE_IN == 0
 
 
+@_refusals_answered
 def list_repository_tags_v3(
     catalogue: Catalogue, namespace: str, repository: str, query: Mapping[str, str]
 ) -> Answer:
     """ListRepositoryTag (v3), ``GET /v3/manage/namespaces/{ns}/repos/{repo}/tags``."""
-    error = _repository(catalogue, namespace, repository)
-    if error is not None:
-        return error
-    try:
-        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        start = _marker_offset(query.get("marker"))
-        names = _tag_items(catalogue, namespace, repository, query)
-    except _BadQuery as exc:
-        return _bad_request(str(exc))
+    _check_repository(catalogue, namespace, repository)
+    limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    start = _marker_offset(query.get("marker"))
+    names = _tag_items(catalogue, namespace, repository, query)
     with_manifest = query.get("with_manifest", "false").lower() == "true"
     page = names[start : start + limit]
     items = []
@@ -254,19 +267,30 @@ def _matching_repositories(
             yield i * per_namespace + r, namespace, repository
 
 
+#: The repository details that both repository lists copy into their items.
+_LISTED_DETAILS = (
+    "category",
+    "description",
+    "size",
+    "is_public",
+    "num_images",
+    "num_download",
+    "created_at",
+    "updated_at",
+)
+
+
 def _repo_details(catalogue: Catalogue, namespace: str, repository: str) -> dict[str, Any]:
     details = catalogue.repository_details(namespace, repository)
     assert details is not None, "a listed repository is in the catalogue"
     return details
 
 
+@_refusals_answered
 def list_repos_details_v2(catalogue: Catalogue, query: Mapping[str, str]) -> Answer:
     """ListReposDetails, ``GET /v2/manage/repos``: offset/limit, total in Content-Range."""
-    try:
-        offset = _int(query, "offset", 0, 0, 2**31)
-        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    except _BadQuery as exc:
-        return _bad_request(str(exc))
+    offset = _int(query, "offset", 0, 0, 2**31)
+    limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     filters = _filters(query)
     if filters.keys() & {"namespace", "name", "category"}:
         matching = [(ns, repo) for _, ns, repo in _matching_repositories(catalogue, filters)]
@@ -282,18 +306,11 @@ def list_repos_details_v2(catalogue: Catalogue, query: Mapping[str, str]) -> Ans
         items.append(
             {
                 "name": repository,
-                "category": details["category"],
-                "description": details["description"],
-                "size": details["size"],
-                "is_public": details["is_public"],
-                "num_images": details["num_images"],
-                "num_download": details["num_download"],
+                **{key: details[key] for key in _LISTED_DETAILS},
                 "url": "",
                 "logo": "",
                 "path": details["path"],
                 "internal_path": details["internal_path"],
-                "created_at": details["created_at"],
-                "updated_at": details["updated_at"],
                 "domain_name": catalogue.domain_name,
                 "namespace": namespace,
                 "tags": catalogue.tags(namespace, repository),
@@ -304,13 +321,11 @@ def list_repos_details_v2(catalogue: Catalogue, query: Mapping[str, str]) -> Ans
     return 200, items, _content_range(offset, len(items), total)
 
 
+@_refusals_answered
 def list_repo_details_v3(catalogue: Catalogue, query: Mapping[str, str]) -> Answer:
     """ListRepoDetails (v3), ``GET /v3/manage/repos``: marker is the last id seen (int)."""
-    try:
-        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        marker = _int(query, "marker", 0, 0, 2**62)
-    except _BadQuery as exc:
-        return _bad_request(str(exc))
+    limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    marker = _int(query, "marker", 0, 0, 2**62)
     filters = _filters(query)
     is_public = query.get("is_public")
     items: list[dict[str, Any]] = []
@@ -328,14 +343,7 @@ def list_repo_details_v3(catalogue: Catalogue, query: Mapping[str, str]) -> Answ
             {
                 "id": details["id"],
                 "name": repository,
-                "category": details["category"],
-                "description": details["description"],
-                "size": details["size"],
-                "is_public": details["is_public"],
-                "num_images": details["num_images"],
-                "num_download": details["num_download"],
-                "created_at": details["created_at"],
-                "updated_at": details["updated_at"],
+                **{key: details[key] for key in _LISTED_DETAILS},
                 "domain_name": catalogue.domain_name,
                 "namespace_name": namespace,
                 "status": False,
