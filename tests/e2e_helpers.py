@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from huaweicloudsdkswr.v2.model.show_repo_tag_response import ShowRepoTagResponse
 from prometheus_client.parser import text_string_to_metric_families
 
 from crawler.config import build_config
@@ -24,24 +25,9 @@ TOKEN = "e2e-token"
 SMALL: dict[str, Any] = {"seed": 3, "namespaces": 3, "repos_per_namespace": 4, "tags_per_repo": 6}
 #: The IAM account and user the sandboxes of the credential tests know.
 IAM_DOMAIN, IAM_USER = "acme", "crawler-bot"
-#: The fields of a tag object on the API page, written down independently of the sandbox.
-TAG_FIELDS = (
-    "id",
-    "repo_id",
-    "tag",
-    "image_id",
-    "manifest",
-    "digest",
-    "schema",
-    "path",
-    "internal_path",
-    "size",
-    "is_trusted",
-    "created",
-    "updated",
-    "domain_id",
-    "tag_type",
-)
+#: The fields of a tag object in the API page's order, as the official SDK's model reads them:
+#: a record kept apart from both the sandbox and the crawler's normalize.
+TAG_FIELDS: tuple[str, ...] = tuple(ShowRepoTagResponse.attribute_map.values())
 
 
 class HasTargets(Protocol):

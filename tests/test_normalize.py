@@ -9,10 +9,12 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pytest
+from huaweicloudsdkswr.v2.model.show_repo_tag_response import ShowRepoTagResponse
 from hypothesis import given
 from hypothesis import strategies as st
 
 from crawler.output.normalize import (
+    API_FIELDS,
     DecodeError,
     ManifestFacts,
     decode_object,
@@ -568,6 +570,11 @@ def test_tag_row_keeps_unknown_fields_in_extra() -> None:
         ("Tag", "x"),
         ("labels", {"a": [1, "b"]}),
     ]
+
+
+def test_the_documented_fields_are_the_sdks_tag_model() -> None:
+    """What tag_row keeps out of ``extra`` is exactly the fields of the official SDK's tag model."""
+    assert set(ShowRepoTagResponse.attribute_map.values()) == API_FIELDS
 
 
 @pytest.mark.parametrize(
