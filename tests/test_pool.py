@@ -81,11 +81,16 @@ async def run_pool(
     *,
     concurrency: int = 4,
     max_attempts: int = 3,
+    policy: RetryPolicy | None = None,
+    limiter: RateLimiter | None = None,
+    control: RunControl | None = None,
 ) -> tuple[ListSink, RunStats, RunControl]:
-    sink, stats, control = ListSink(), RunStats(), RunControl()
+    """Crawl ``items`` with ``fetcher`` through the real attempt loop (by default: no rate
+    limit, ``max_attempts`` with no backoff); the sink, counters and control it ended with."""
+    sink, stats, control = ListSink(), RunStats(), control or RunControl()
     attempts = Attempts(
-        limiter=RateLimiter(0),
-        policy=RetryPolicy(max_attempts, 0.0, 0.0),
+        limiter=limiter or RateLimiter(0),
+        policy=policy or RetryPolicy(max_attempts, 0.0, 0.0),
         concurrency=concurrency,
         stats=stats,
         control=control,
@@ -199,14 +204,10 @@ async def test_429_with_retry_after_is_retried_and_counted() -> None:
 @pytest.mark.anyio
 async def test_stop_leaves_remaining_targets_unrecorded() -> None:
     """A stop before the crawl takes no target: nothing requested, nothing recorded."""
-    sink, stats, control = ListSink(), RunStats(), RunControl()
     fetcher = ScriptedFetcher({})
+    control = RunControl()
     control.stop("signal SIGTERM")
-    attempts = Attempts(
-        limiter=RateLimiter(0), policy=RetryPolicy(), concurrency=2, stats=stats, control=control
-    )
-    crawler = Crawler(fetcher=fetcher, sink=sink, attempts=attempts, concurrency=2, stats=stats)
-    await crawler.run(Intake(targets(50), stats))
+    sink, _, _ = await run_pool(targets(50), fetcher, concurrency=2, control=control)
     assert sum(fetcher.calls.values()) == 0
     assert sink.tags == sink.errors == []
 
@@ -315,18 +316,11 @@ async def test_retry_after_is_capped_by_backoff_max_and_pauses_everyone() -> Non
             return await super().fetch_tag(request_path)
 
     fetcher = Timed({items[0].request_path: [(429, "3600")]})
-    sink, stats, control = ListSink(), RunStats(), RunControl()
-    attempts = Attempts(
-        limiter=RateLimiter(0, clock=clock.clock, sleep=clock.sleep),
-        policy=RetryPolicy(5, 0.0, 2.0),
-        concurrency=1,
-        stats=stats,
-        control=control,
-        rng=random.Random(1),
-    )
-    crawler = Crawler(fetcher=fetcher, sink=sink, attempts=attempts, concurrency=1, stats=stats)
+    limiter = RateLimiter(0, clock=clock.clock, sleep=clock.sleep)
     with anyio.fail_after(5):
-        await crawler.run(Intake(items, stats))
+        sink, _, _ = await run_pool(
+            items, fetcher, concurrency=1, policy=RetryPolicy(5, 0.0, 2.0), limiter=limiter
+        )
     assert len(sink.tags) == 3
     assert sent_at[0] == 0.0
     assert all(t == 2.0 for t in sent_at[1:]), sent_at  # the other targets waited too
@@ -350,19 +344,12 @@ async def test_a_target_in_backoff_holds_no_slot() -> None:
             return response
 
     fetcher = Recording({failing.request_path: [503]})
-    sink, stats = ListSink(), RunStats()
-    attempts = Attempts(
-        limiter=RateLimiter(0),
-        # random.Random(1)'s first full-jitter draw over [0, 60] s is about 8 s.
-        policy=RetryPolicy(5, 60.0, 60.0),
-        concurrency=1,
-        stats=stats,
-        control=control,
-        rng=random.Random(1),
-    )
-    crawler = Crawler(fetcher=fetcher, sink=sink, attempts=attempts, concurrency=1, stats=stats)
+    # random.Random(1)'s first full-jitter draw over [0, 60] s is about 8 s.
+    policy = RetryPolicy(5, 60.0, 60.0)
     with anyio.fail_after(5):  # a slot held through the backoff would block here
-        await crawler.run(Intake([failing, healthy], stats))
+        sink, stats, _ = await run_pool(
+            [failing, healthy], fetcher, concurrency=1, policy=policy, control=control
+        )
     assert order == [failing.request_path, healthy.request_path]
     assert [r["tag"] for r in sink.tags] == [healthy.tag]
     assert stats.retries == 1
