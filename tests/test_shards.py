@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
-from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
+from crawler.sandbox.catalogue import Catalogue
+from crawler.sandbox.server import running_sandbox, sandbox_in_thread
 from tests.e2e_helpers import (
     TOKEN,
     catalogue_keys,
@@ -25,35 +26,26 @@ from tests.e2e_helpers import (
 
 SHARDS = 3
 CATALOGUE = {"seed": 11, "namespaces": 3, "repos_per_namespace": 5, "tags_per_repo": 8}
-
-
-def target_lines(config: SandboxConfig) -> list[str]:
-    """Every catalogue target, some twice, one absent (404) and one invalid line."""
-    from crawler.sandbox.catalogue import Catalogue
-
-    catalogue = Catalogue(
-        config.seed, config.namespaces, config.repos_per_namespace, config.tags_per_repo
-    )
-    lines = catalogue_keys(catalogue)
-    return [*lines, *lines[:7], "absent-ns/nothing:here", "Bad_Namespace/x:1"]
+CONFIG = sandbox_config(**CATALOGUE)
+_KEYS = catalogue_keys(Catalogue(**CATALOGUE))
+#: Every catalogue target, some twice, one absent (404) and one invalid line.
+LINES = [*_KEYS, *_KEYS[:7], "absent-ns/nothing:here", "Bad_Namespace/x:1"]
 
 
 @pytest.mark.anyio
 async def test_shards_are_disjoint_and_cover_every_target_once(tmp_path: Path) -> None:
     """3 shards crawling at once into one --out: each target has exactly one row, fetched once."""
-    config = sandbox_config(**CATALOGUE)
-    lines = target_lines(config)
     out = tmp_path / "out"
-    async with running_sandbox(config) as sandbox:
+    async with running_sandbox(CONFIG) as sandbox:
         async with anyio.create_task_group() as tg:
             for index in range(SHARDS):
-                tg.start_soon(lambda i=index: crawl(sandbox.url, lines, out, shard=(i, SHARDS)))
+                tg.start_soon(lambda i=index: crawl(sandbox.url, LINES, out, shard=(i, SHARDS)))
         per_target = sandbox.stats.per_target
 
     tags = read_dataset(out / "tags", TAGS_SCHEMA)
     errors = read_dataset(out / "errors", ERRORS_SCHEMA)
     recorded = Counter(row_keys(tags) + row_keys(errors))
-    distinct = set(lines) - {"Bad_Namespace/x:1"}
+    distinct = set(LINES) - {"Bad_Namespace/x:1"}
     assert set(recorded) == distinct | {"Bad_Namespace/x:1"}
     assert max(recorded.values()) == 1
     assert tags.num_rows == len(distinct) - 1  # all but the absent one
@@ -76,13 +68,11 @@ async def test_shards_are_disjoint_and_cover_every_target_once(tmp_path: Path) -
 @pytest.mark.anyio
 async def test_a_resumed_shard_keeps_its_share(tmp_path: Path) -> None:
     """Shard 1/3 run again with --resume finds its own targets recorded and takes no other."""
-    config = sandbox_config(**CATALOGUE)
-    lines = target_lines(config)
     out = tmp_path / "out"
-    async with running_sandbox(config) as sandbox:
-        first = await crawl(sandbox.url, lines, out, shard=(1, SHARDS))
+    async with running_sandbox(CONFIG) as sandbox:
+        first = await crawl(sandbox.url, LINES, out, shard=(1, SHARDS))
         sent = sandbox.stats.tag_requests
-        again = await crawl(sandbox.url, lines, out, shard=(1, SHARDS), resume=True)
+        again = await crawl(sandbox.url, LINES, out, shard=(1, SHARDS), resume=True)
         assert sandbox.stats.tag_requests == sent  # nothing left to fetch, nothing foreign
     assert again.tags.num_rows == first.tags.num_rows
     assert sorted(row_keys(again.tags)) == sorted(row_keys(first.tags))
@@ -92,12 +82,11 @@ async def test_a_resumed_shard_keeps_its_share(tmp_path: Path) -> None:
 
 def test_job_completion_index_picks_the_shard(tmp_path: Path) -> None:
     """A Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX + SWR_SHARD_COUNT) crawls its shard."""
-    config = sandbox_config(**CATALOGUE)
     targets = tmp_path / "targets.txt"
-    targets.write_text("\n".join(target_lines(config)) + "\n")
+    targets.write_text("\n".join(LINES) + "\n")
     out = tmp_path / "out"
     env = {"SWR_AUTH_TOKEN": TOKEN, "JOB_COMPLETION_INDEX": "2", "SWR_SHARD_COUNT": "3"}
-    with sandbox_in_thread(config) as sandbox:
+    with sandbox_in_thread(CONFIG) as sandbox:
         args = crawl_args(targets, out, sandbox.url, "--rate", "0", "--no-progress")
         args += ["--log-format", "json"]
         result = CliRunner().invoke(cli, args, env=env)
