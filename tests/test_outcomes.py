@@ -25,7 +25,7 @@ from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
-from tests.e2e_helpers import TOKEN, crawl, metric_samples
+from tests.e2e_helpers import TOKEN, catalogue_keys, crawl, crawl_args, metric_samples, run_cli
 
 SMALL = {"seed": 2, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo": 4}
 
@@ -35,7 +35,7 @@ def sandbox(**overrides: Any) -> SandboxConfig:
 
 
 #: The sandbox's targets, known before it starts (faults are scripted per target).
-KEYS = [f"{ns}/{repo}:{tag}" for ns, repo, tag in Catalogue(**SMALL).targets()]
+KEYS = catalogue_keys(Catalogue(**SMALL))
 
 
 @pytest.mark.anyio
@@ -104,7 +104,7 @@ async def test_every_target_not_found_is_a_warning(tmp_path: Path) -> None:
 async def test_max_error_ratio_fails_the_run(tmp_path: Path) -> None:
     """3 error rows of 10 targets: exit 0 by default, exit 1 with --max-error-ratio 0.2."""
     async with running_sandbox(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()][:7]
+        keys = catalogue_keys(sb.catalogue)[:7]
         lines = [*keys, "ghost/a:1", "ghost/b:1", "ghost/c:1"]
         lenient = await crawl(sb.url, lines, tmp_path / "a")
         strict = await crawl(sb.url, lines, tmp_path / "b", max_error_ratio=0.2)
@@ -176,7 +176,7 @@ def test_dead_endpoint_stops_early_and_resumes(tmp_path: Path, refusing: Refusin
     flight), exit 1, says to --resume; --resume against a live server then finishes."""
     targets = tmp_path / "targets.txt"
     with sandbox_in_thread(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+        keys = catalogue_keys(sb.catalogue)
         targets.write_text("\n".join(keys) + "\n")
         out = tmp_path / "out"
         common = ["crawl", "--targets", str(targets), "--out", str(out), "--rate", "0"]
@@ -208,7 +208,7 @@ def test_a_held_lock_has_its_own_exit_code(tmp_path: Path) -> None:
     try:
         result = CliRunner().invoke(
             cli,
-            ["crawl", "--targets", str(targets), "--out", str(out), "--endpoint", "http://h:1"],
+            crawl_args(targets, out, "http://h:1"),
             env={"SWR_AUTH_TOKEN": "t"},
         )
     finally:
@@ -223,26 +223,12 @@ def test_dry_run_reads_checks_and_writes_nothing(tmp_path: Path) -> None:
     """--dry-run on a file: counts on stdout, invalid lines by physical line number, no
     request to the sandbox, nothing under --out."""
     with sandbox_in_thread(sandbox()) as sb:
-        keys = [f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()]
+        keys = catalogue_keys(sb.catalogue)
         targets = tmp_path / "t.txt"
         targets.write_text("\n".join([keys[0], "", "# c", "Bad/x:1", keys[0], *keys[1:]]) + "\n")
         out = tmp_path / "out"
-        result = CliRunner().invoke(
-            cli,
-            [
-                "crawl",
-                "--dry-run",
-                "--targets",
-                str(targets),
-                "--out",
-                str(out),
-                "--endpoint",
-                sb.url,
-                "--rate",
-                "4",
-            ],
-            env={"SWR_AUTH_TOKEN": TOKEN},
-        )
+        args = crawl_args(targets, out, sb.url, "--dry-run", "--rate", "4")
+        result = CliRunner().invoke(cli, args, env={"SWR_AUTH_TOKEN": TOKEN})
         assert sb.stats.total_requests == 0
     assert result.exit_code == 0, result.output
     assert f"valid targets: {len(keys)}" in result.output
@@ -346,23 +332,8 @@ def test_a_crawl_ends_with_the_short_report(tmp_path: Path) -> None:
     targets = tmp_path / "t.txt"
     targets.write_text("\n".join([*KEYS, "ghost/x:1"]) + "\n")
     with sandbox_in_thread(sandbox()) as sb:
-        result = CliRunner().invoke(
-            cli,
-            [
-                "crawl",
-                "--targets",
-                str(targets),
-                "--out",
-                str(tmp_path / "o"),
-                "--endpoint",
-                sb.url,
-                "--rate",
-                "0",
-                "--log-format",
-                "console",
-            ],
-            env={"SWR_AUTH_TOKEN": TOKEN},
-        )
+        args = crawl_args(targets, tmp_path / "o", sb.url, "--rate", "0", "--log-format", "console")
+        result = CliRunner().invoke(cli, args, env={"SWR_AUTH_TOKEN": TOKEN})
     assert result.exit_code == 0, result.output
     assert f"output: {len(KEYS)} tags" in result.output
     assert "error rows 1: not_found: 1" in result.output
@@ -372,39 +343,16 @@ def test_a_crawl_ends_with_the_short_report(tmp_path: Path) -> None:
 def test_json_logs_leave_stderr_json_only(tmp_path: Path) -> None:
     """--log-format json in a real process: every stderr line is a JSON object (the summary
     among them as crawl.finished); the human summary is on stdout."""
-    import subprocess
-    import sys
-
     targets = tmp_path / "t.txt"
     targets.write_text("\n".join([*KEYS, "ghost/x:1", "BAD/x:1"]) + "\n")
     faults = FaultConfig(scripts={KEYS[0]: ["503", "200"]})
     with sandbox_in_thread(sandbox(faults=faults)) as sb:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "crawler",
-                "crawl",
-                "--targets",
-                str(targets),
-                "--out",
-                str(tmp_path / "o"),
-                "--endpoint",
-                sb.url,
-                "--rate",
-                "0",
-                "--log-format",
-                "json",
-                "--log-level",
-                "debug",
-                "--mode",
-                "detail",
-            ],
-            env={"SWR_AUTH_TOKEN": TOKEN, "SWR_CONCURENCY": "2", "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
+        args = crawl_args(targets, tmp_path / "o", sb.url, "--rate", "0", "--log-format", "json")
+        done = run_cli(
+            [*args, "--log-level", "debug"],
+            {"SWR_AUTH_TOKEN": TOKEN, "SWR_CONCURENCY": "2"},
+            tmp_path,
             timeout=120,
-            check=False,
         )
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stderr.splitlines()]
@@ -422,24 +370,8 @@ def test_quiet_keeps_warnings_only(tmp_path: Path) -> None:
     targets = tmp_path / "t.txt"
     targets.write_text("ghost/a:1\nghost/b:1\n")
     with sandbox_in_thread(sandbox()) as sb:
-        result = CliRunner().invoke(
-            cli,
-            [
-                "crawl",
-                "--targets",
-                str(targets),
-                "--out",
-                str(tmp_path / "o"),
-                "--endpoint",
-                sb.url,
-                "--log-format",
-                "json",
-                "--quiet",
-                "--mode",
-                "detail",
-            ],
-            env={"SWR_AUTH_TOKEN": TOKEN},
-        )
+        args = crawl_args(targets, tmp_path / "o", sb.url, "--log-format", "json", "--quiet")
+        result = CliRunner().invoke(cli, args, env={"SWR_AUTH_TOKEN": TOKEN})
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert events
