@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 from crawler.diff import CHANGE_KINDS, ERROR_COLUMNS, TAG_COLUMNS, Diff, Snapshot, compare, render
 from crawler.errors import ConfigError
 from crawler.output.dataset import partition_dir, split_snapshot_spec
-from crawler.output.objectstore import is_object_store, open_location
+from crawler.output.objectstore import open_location
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
-from crawler.output.storage import write_atomic
+from crawler.output.storage import is_object_store, write_atomic
 
 EXIT_CHANGED = 1
 EXIT_USAGE = 2

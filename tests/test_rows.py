@@ -43,6 +43,17 @@ def test_error_row_of_an_invalid_line_keeps_what_was_parsed() -> None:
 
 
 def test_a_dataset_refuses_a_row_type_that_is_not_its_schema() -> None:
-    """Pairing tags rows with the errors schema is caught when the dataset is made."""
+    """Pairing tags rows with the errors schema is caught at the first write, before any file."""
+    dataset = Dataset("unused", TagRow, lambda: ERRORS_SCHEMA, "p", file_rows=1)
+    dataset.add(TagRow("ns", "repo", "v1", *([None] * 19), NOW, 1, None))
+    rows, since = dataset.take()
     with pytest.raises(ValueError, match="not the columns"):
-        Dataset("unused", TagRow, ERRORS_SCHEMA, "p", file_rows=1)
+        dataset.write(rows, since, commit=True)
+    assert dataset.files == []
+
+
+@pytest.mark.parametrize(("row_type", "schema"), [(TagRow, TAGS_SCHEMA), (ErrorRow, ERRORS_SCHEMA)])
+def test_the_text_fields_are_the_string_columns(row_type: type, schema: pa.Schema) -> None:
+    """The fields the sink counts as text (typed str) are exactly the schema's string columns."""
+    strings = tuple(i for i, f in enumerate(schema) if pa.types.is_string(f.type))
+    assert Dataset("unused", row_type, lambda: schema, "p", file_rows=1)._text_positions == strings

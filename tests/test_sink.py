@@ -44,7 +44,9 @@ def not_found(i: int) -> ErrorRow:
 
 
 def errors_dataset(directory: Path, file_rows: int, **kwargs: Any) -> Dataset:
-    return Dataset(str(directory), ErrorRow, ERRORS_SCHEMA, "part-r", file_rows=file_rows, **kwargs)
+    return Dataset(
+        str(directory), ErrorRow, lambda: ERRORS_SCHEMA, "part-r", file_rows=file_rows, **kwargs
+    )
 
 
 def buffered(ds: Dataset, n: int) -> Columns:

@@ -6,11 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pyarrow.compute as pc
-
 from crawler.output.layout import Layout, kept_name
-from crawler.output.parts import PartFile
-from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 
 __all__ = ["DatasetCounts", "count_rows"]
 
@@ -33,12 +29,20 @@ def count_rows(layout: Layout) -> DatasetCounts:
 
     Blocking: call it in a worker thread.
     """
+    tags, errors_files = layout.own_parts("tags"), list(_error_files(layout))
+    if not tags and not errors_files:
+        return DatasetCounts(0, {})  # a fresh output: a crawl starts without importing pyarrow
+    import pyarrow.compute as pc
+
+    from crawler.output.parts import PartFile
+    from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
+
     ok = 0
-    for path in layout.own_parts("tags"):
+    for path in tags:
         with PartFile(layout.storage, path, TAGS_SCHEMA) as part:
             ok += part.num_rows
     errors: Counter[str] = Counter()
-    for path in _error_files(layout):
+    for path in errors_files:
         with PartFile(layout.storage, path, ERRORS_SCHEMA) as part:
             kinds = part.read(["error_kind"]).column("error_kind")
         for entry in pc.value_counts(kinds).to_pylist():

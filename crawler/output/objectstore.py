@@ -28,25 +28,16 @@ import structlog
 
 from crawler.errors import ConfigError
 from crawler.output.lock import Holder, OutputLocked
-from crawler.output.storage import temp_name
+from crawler.output.storage import is_object_store, temp_name
 
 __all__ = [
-    "S3_SCHEME",
     "ObjectFile",
     "ObjectRunLock",
     "ObjectStorage",
-    "is_object_store",
     "open_location",
 ]
 
 log = structlog.get_logger("crawler")
-
-S3_SCHEME = "s3://"
-
-
-def is_object_store(location: str) -> bool:
-    """Whether ``location`` is an ``s3://`` URI."""
-    return location.startswith(S3_SCHEME)
 
 
 def open_location(location: str, environ: Mapping[str, str]) -> tuple[pafs.FileSystem, str]:

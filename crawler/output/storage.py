@@ -42,18 +42,26 @@ from typing import Any, BinaryIO, Protocol
 from crawler.errors import ConfigError
 
 __all__ = [
+    "S3_SCHEME",
     "AtomicFile",
     "LocalStorage",
     "Storage",
     "fsync_dir",
+    "is_object_store",
     "open_nofollow",
     "temp_of",
     "write_atomic",
 ]
 
+S3_SCHEME = "s3://"
 TMP_SUFFIX = ".tmp"
 #: Also the fixed ``.NAME.tmp`` of earlier versions, so --resume clears their leftovers too.
 _TMP_RE = re.compile(r"^\.(?P<final>.+?)(?:\.[0-9a-f]{8})?\.tmp$")
+
+
+def is_object_store(location: str) -> bool:
+    """Whether ``location`` is an ``s3://`` URI (see :mod:`crawler.output.objectstore`)."""
+    return location.startswith(S3_SCHEME)
 
 
 def temp_name(final_name: str) -> str:

@@ -32,7 +32,8 @@ from crawler.output.dataset import (
 )
 from crawler.output.layout import Layout, shard_suffix
 from crawler.output.lock import OutputLock
-from crawler.output.objectstore import is_object_store, open_location
+from crawler.output.objectstore import open_location
+from crawler.output.storage import is_object_store
 from crawler.run.runner import RunResult, run_crawl
 from crawler.targets import InvalidTarget, Target
 

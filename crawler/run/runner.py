@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import structlog
@@ -41,7 +41,6 @@ from crawler.http.client import SwrClient
 from crawler.http.credentials import Auth, auth_from_env
 from crawler.http.endpoint import parse_endpoint
 from crawler.http.transport import Transport
-from crawler.output.checkpoint import Checkpoint, read_checkpoint
 from crawler.output.compat import (
     check_compatible,
     check_layout,
@@ -52,19 +51,20 @@ from crawler.output.compat import (
 from crawler.output.counts import DatasetCounts, count_rows
 from crawler.output.layout import DATASETS, Layout, new_run_id
 from crawler.output.lock import RunLock
-from crawler.output.objectstore import (
-    ObjectRunLock,
-    ObjectStorage,
-    is_object_store,
-    open_location,
-)
 from crawler.output.sink import OutputWriter
+from crawler.output.storage import is_object_store
 from crawler.run.attempts import attempts_for
-from crawler.run.metrics import RunMetrics, previous_last_success, snapshot, write_metrics
 from crawler.run.progress import count_lines, show_progress, wanted
 from crawler.run.report import RunReport
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, iter_targets
+
+if TYPE_CHECKING:
+    # Imported where they are needed (a resume, an s3:// output, --metrics-file): pyarrow
+    # and prometheus_client, which they import, cost a crawl ~100 ms before its first request.
+    from crawler.output.checkpoint import Checkpoint
+    from crawler.output.objectstore import ObjectRunLock
+    from crawler.run.metrics import RunMetrics
 
 log = structlog.get_logger("crawler")
 T = TypeVar("T")
@@ -206,7 +206,7 @@ async def _open_run(
         concurrency=config.concurrency,
         stats=stats,
     )
-    recorded = checkpoint.recorded if config.resume else None
+    recorded = checkpoint.recorded if checkpoint is not None else None
     intake = Intake(items or (), stats, shard=config.shard, recorded=recorded, interrupt=interrupt)
     discovery = None
     if config.discover:
@@ -238,6 +238,8 @@ async def _open_run(
         )
     last_success = 0.0
     if config.metrics_file:
+        from crawler.run.metrics import previous_last_success
+
         last_success = await anyio.to_thread.run_sync(
             previous_last_success, Path(config.metrics_file)
         )
@@ -256,7 +258,7 @@ async def _open_run(
         source=discovery or planned or intake,
         discovery=discovery,
         planned=planned,
-        previous=checkpoint.previous,
+        previous=checkpoint.previous if checkpoint is not None else None,
         fingerprint=fingerprint,
         run_id=run_id,
     )
@@ -269,6 +271,8 @@ def _output(
     if not is_object_store(config.out):
         layout = Layout(config.out, config.shard)
         return layout, RunLock(layout)
+    from crawler.output.objectstore import ObjectRunLock, ObjectStorage, open_location
+
     fs, root = open_location(config.out, environ)
     storage = ObjectStorage(fs)
     layout = Layout(root, config.shard, storage)
@@ -319,8 +323,9 @@ async def _stoppable(read: Callable[[T, threading.Event], R], argument: T) -> R:
 
 async def _open_output(
     config: CrawlConfig, layout: Layout, targets_path: str | None
-) -> tuple[Checkpoint, str | None]:
-    """Refuse an output that holds another run; on --resume, read what it recorded."""
+) -> tuple[Checkpoint | None, str | None]:
+    """Refuse an output that holds another run; on --resume, read what it recorded
+    (None without --resume)."""
     check_layout(layout)
     if not config.resume and has_run(layout):
         raise ConfigError(
@@ -331,7 +336,9 @@ async def _open_output(
     if targets_path is not None and _is_regular_file(targets_path):
         fingerprint = await _stoppable(targets_fingerprint, targets_path)
     if not config.resume:
-        return Checkpoint(), fingerprint
+        return None, fingerprint
+    from crawler.output.checkpoint import read_checkpoint
+
     previous = load_run_file(layout)
     unchecked = (
         "targets from the registry (--discover)"
@@ -561,6 +568,8 @@ class _Run:
         succeeded = ended and report is not None and report.exit_code == 0
         if succeeded:
             self.last_success = time.time()
+        from crawler.run.metrics import snapshot
+
         return snapshot(
             self.stats,
             complete=bool(ended and report is not None and report.complete),
@@ -573,6 +582,8 @@ class _Run:
         """Write --metrics-file (best effort: monitoring must not break a crawl)."""
         if not self.config.metrics_file:
             return
+        from crawler.run.metrics import write_metrics
+
         metrics = self._metrics(report)  # copied here, on the event loop
         path = Path(self.config.metrics_file)
         try:
