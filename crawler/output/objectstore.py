@@ -28,7 +28,7 @@ import structlog
 
 from crawler.errors import ConfigError
 from crawler.output.lock import Holder, OutputLocked
-from crawler.output.storage import is_object_store, temp_name
+from crawler.output.storage import PendingFile, is_object_store, temp_name
 
 __all__ = [
     "ObjectFile",
@@ -95,7 +95,7 @@ def _s3(environ: Mapping[str, str]) -> pafs.S3FileSystem:
 LEASE_SECONDS: Final = 60.0
 
 
-class ObjectFile:
+class ObjectFile(PendingFile):
     """A new object, uploaded under a hidden temporary key until :meth:`commit` publishes it.
 
     Closing a pyarrow output stream completes its upload, so an upload cut
@@ -131,15 +131,6 @@ class ObjectFile:
             self.stream.close()
         with contextlib.suppress(OSError):
             self._fs.delete_file(self.tmp)
-
-    def __enter__(self) -> ObjectFile:
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
 
 
 class ObjectStorage:

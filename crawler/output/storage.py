@@ -37,7 +37,7 @@ import os
 import re
 import secrets
 import stat
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, Self
 
 from crawler.errors import ConfigError
 
@@ -97,7 +97,35 @@ def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -
         raise
 
 
-class AtomicFile:
+class PendingFile(Protocol):
+    """A file being written that becomes visible under its name only on :meth:`commit`.
+
+    :class:`AtomicFile` locally; :class:`crawler.output.objectstore.ObjectFile` on S3.
+    Both inherit the context manager: commit on success, discard on an exception.
+    """
+
+    stream: Any
+    """The binary stream to write to (Parquet writers take it as is)."""
+
+    def commit(self) -> None:
+        """Publish the file under its final name, whole."""
+        ...
+
+    def discard(self) -> None:
+        """Drop the file; its final name is untouched."""
+        ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+class AtomicFile(PendingFile):
     """A file being written under a hidden temporary name until :meth:`commit` publishes it.
 
     :attr:`stream` is a binary file object (Parquet writers take it as is).
@@ -133,44 +161,11 @@ class AtomicFile:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
 
-    def __enter__(self) -> AtomicFile:
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
-
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` whole or not at all (see :class:`AtomicFile`)."""
     with AtomicFile(path, mode=mode) as file:
         file.stream.write(data)
-
-
-class PendingFile(Protocol):
-    """A file being written that becomes visible under its name only on :meth:`commit`.
-
-    :class:`AtomicFile` locally; :class:`crawler.output.objectstore.ObjectFile` on S3.
-    """
-
-    @property
-    def stream(self) -> Any:
-        """The binary stream to write to (Parquet writers take it as is)."""
-        ...
-
-    def commit(self) -> None:
-        """Publish the file under its final name, whole."""
-        ...
-
-    def discard(self) -> None:
-        """Drop the file; its final name is untouched."""
-        ...
-
-    def __enter__(self) -> PendingFile: ...
-
-    def __exit__(self, exc_type: object, *rest: object) -> None: ...
 
 
 class Storage(Protocol):
