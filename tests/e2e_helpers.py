@@ -17,8 +17,9 @@ from huaweicloudsdkswr.v2.model.show_repo_tag_response import ShowRepoTagRespons
 from prometheus_client.parser import text_string_to_metric_families
 
 from crawler.config import build_config
+from crawler.run.dataset_run import run_dataset
 from crawler.run.runner import RunResult, run_crawl
-from crawler.sandbox.server import SandboxConfig
+from crawler.sandbox.server import SandboxConfig, running_sandbox
 
 TOKEN = "e2e-token"
 #: A catalogue of 72 targets: big enough for concurrency, small enough for a quick test.
@@ -192,3 +193,42 @@ async def crawl(
         read_dataset(out / "tags", TAGS_SCHEMA),
         read_dataset(out / "errors", ERRORS_SCHEMA),
     )
+
+
+async def crawl_snapshot(
+    catalogue: Mapping[str, Any],
+    dataset: str,
+    day: str,
+    generation: int,
+    *,
+    targets_dir: Path,
+    token: str = TOKEN,
+    environ: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> tuple[RunResult | None, dict[str, str]]:
+    """Crawl every tag of a sandbox with ``catalogue``'s ``generation`` as the ``day`` snapshot
+    of the dataset at ``dataset`` (credential ``token``, plus ``environ``), the targets file in
+    ``targets_dir``; the result and every target's digest."""
+    config = SandboxConfig(**catalogue, generation=generation, tokens=frozenset({TOKEN}))
+    async with running_sandbox(config) as sb:
+        path = targets_dir / f"targets-{generation}.txt"
+        keys = write_targets(sb.catalogue, path)
+        flags = {
+            "targets": str(path),
+            "dataset": dataset,
+            "snapshot_date": day,
+            "endpoint": sb.url,
+            "rate": 0,
+            "concurrency": 4,
+            "progress": False,
+            "seed": 1,
+            **settings,
+        }
+        result = await run_dataset(
+            build_config(flags, environ={}),
+            environ={"SWR_AUTH_TOKEN": token, **(environ or {})},
+            handle_signals=False,
+        )
+        targets = sb.catalogue.targets()
+        digests = {k: sb.catalogue.get(*t)["digest"] for k, t in zip(keys, targets, strict=True)}
+        return result, digests  # type: ignore[return-value]

@@ -15,10 +15,8 @@ from click.testing import CliRunner
 from crawler.cli import cli
 from crawler.config import build_config
 from crawler.errors import ConfigError
-from crawler.run.dataset_run import run_dataset
 from crawler.run.runner import RunResult
-from crawler.sandbox.server import SandboxConfig, running_sandbox
-from tests.e2e_helpers import TOKEN
+from tests.e2e_helpers import crawl_snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -26,36 +24,13 @@ SMALL = {"seed": 21, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo":
 Digests = dict[str, str]
 
 
-def key(target: tuple[str, str, str]) -> str:
-    return f"{target[0]}/{target[1]}:{target[2]}"
-
-
 async def crawl_day(
-    root: Path, day: str, generation: int, *, token: str = TOKEN, **settings: Any
+    root: Path, day: str, generation: int, **settings: Any
 ) -> tuple[RunResult | None, Digests]:
     """Crawl every tag of catalogue ``generation`` as the ``day`` snapshot of ``root``."""
-    config = SandboxConfig(**SMALL, generation=generation, tokens=frozenset({TOKEN}))
-    async with running_sandbox(config) as sb:
-        targets = list(sb.catalogue.targets())
-        path = root.parent / f"targets-{generation}.txt"
-        path.write_text("".join(key(t) + "\n" for t in targets))
-        flags = {
-            "targets": str(path),
-            "dataset": str(root),
-            "snapshot_date": day,
-            "endpoint": sb.url,
-            "rate": 0,
-            "concurrency": 4,
-            "progress": False,
-            "seed": 1,
-            **settings,
-        }
-        result = await run_dataset(
-            build_config(flags, environ={}),
-            environ={"SWR_AUTH_TOKEN": token},
-            handle_signals=False,
-        )
-        return result, {key(t): sb.catalogue.get(*t)["digest"] for t in targets}  # type: ignore[index]
+    return await crawl_snapshot(
+        SMALL, str(root), day, generation, targets_dir=root.parent, **settings
+    )
 
 
 def by_date_duckdb(root: Path) -> dict[str, Digests]:

@@ -21,21 +21,23 @@ from crawler.config import build_config
 from crawler.errors import ConfigError
 from crawler.output.lock import OutputLocked
 from crawler.output.objectstore import open_location
-from crawler.run.dataset_run import run_dataset
 from crawler.run.runner import run_crawl
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
-from tests.e2e_helpers import CRAWLER, TOKEN, row_keys, sandbox_config, write_targets
+from tests.e2e_helpers import (
+    CRAWLER,
+    TOKEN,
+    crawl_snapshot,
+    row_keys,
+    sandbox_config,
+    write_targets,
+)
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, duckdb_on
 
 pytestmark = pytest.mark.slow  # the S3 server is a subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"seed": 31, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo": 6}
-
-
-def key(target: tuple[str, str, str]) -> str:
-    return f"{target[0]}/{target[1]}:{target[2]}"
 
 
 def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
@@ -59,27 +61,16 @@ def assert_no_secret(*blobs: bytes) -> None:
 async def crawl_s3_day(
     server: S3Server, dataset: str, spool: Path, day: str, generation: int
 ) -> tuple[Any, dict[str, str]]:
-    config = SandboxConfig(**SMALL, generation=generation, tokens=frozenset({TOKEN}))
-    async with running_sandbox(config) as sb:
-        targets = list(sb.catalogue.targets())
-        path = spool.parent / f"targets-{generation}.txt"
-        path.write_text("".join(key(t) + "\n" for t in targets))
-        flags = {
-            "targets": str(path),
-            "dataset": dataset,
-            "spool": str(spool),
-            "snapshot_date": day,
-            "endpoint": sb.url,
-            "rate": 0,
-            "progress": False,
-            "seed": 1,
-        }
-        result = await run_dataset(
-            build_config(flags, environ={}),
-            environ={"SWR_AUTH_TOKEN": TOKEN, **server.environ()},
-            handle_signals=False,
-        )
-        return result, {key(t): sb.catalogue.get(*t)["digest"] for t in targets}  # type: ignore[index]
+    """Crawl catalogue ``generation`` as the ``day`` snapshot of ``dataset`` on ``server``."""
+    return await crawl_snapshot(
+        SMALL,
+        dataset,
+        day,
+        generation,
+        targets_dir=spool.parent,
+        environ=server.environ(),
+        spool=str(spool),
+    )
 
 
 @pytest.mark.anyio
@@ -209,9 +200,8 @@ async def test_out_on_s3_reads_back_and_is_locked_by_a_lease(
     env = {"SWR_AUTH_TOKEN": TOKEN, **s3_server.environ()}
     config = SandboxConfig(**SMALL, tokens=frozenset({TOKEN}))
     async with running_sandbox(config) as sb:
-        keys = [key(t) for t in sb.catalogue.targets()]
         path = tmp_path / "targets.txt"
-        path.write_text("".join(k + "\n" for k in keys))
+        keys = write_targets(sb.catalogue, path)
         flags = {"targets": str(path), "out": out, "endpoint": sb.url, "rate": 0}
         flags |= {"progress": False, "seed": 1}
         result = await run_crawl(build_config(flags, environ={}), environ=env, handle_signals=False)
