@@ -10,15 +10,13 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from crawler.config import build_config
 from crawler.output.normalize import API_FIELDS
-from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
-from crawler.run.runner import RunResult, run_crawl
+from crawler.run.runner import RunResult
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.lists import list_repository_tags_v3, listed_without_manifest
 from crawler.sandbox.server import SandboxConfig, Stats, running_sandbox
-from tests.e2e_helpers import read_dataset
+from tests.e2e_helpers import crawl
 
 TOKEN = "list-mode-token"
 
@@ -31,29 +29,21 @@ async def discover_crawl(
 ) -> tuple[RunResult, pa.Table, pa.Table, Stats, dict[str, Any]]:
     """Crawl the whole sandbox registry with --discover; the outcome, both datasets,
     the sandbox's counts and run.json."""
+    settings.setdefault("mode", None)  # --discover's own default, not crawl()'s detail
     async with running_sandbox(config) as sb:
-        flags = {
-            "out": str(out),
-            "endpoint": sb.url,
-            "discover": True,
-            "rate": 0,
-            "concurrency": 8,
-            "backoff_initial": 0.0,
-            "backoff_max": 0.0,
-            "progress": False,
-            "seed": 1,
-            **settings,
-        }
-        result = await run_crawl(
-            build_config(flags, environ={}),
+        outcome = await crawl(
+            sb.url,
+            None,
+            out,
             environ={"SWR_AUTH_TOKEN": TOKEN},
-            handle_signals=False,
+            discover=True,
+            backoff_initial=0.0,
+            backoff_max=0.0,
+            **settings,
         )
         stats = sb.server.stats
     report = json.loads((out / "run.json").read_text())
-    tags = read_dataset(out / "tags", TAGS_SCHEMA)
-    errors = read_dataset(out / "errors", ERRORS_SCHEMA)
-    return result, tags, errors, stats, report
+    return outcome.result, outcome.tags, outcome.errors, stats, report
 
 
 def rows_by_key(table: pa.Table) -> dict[str, dict[str, Any]]:
