@@ -5,6 +5,7 @@ error rows; odd statuses are classified; TLS failures stop the run; proxies are 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -215,9 +216,8 @@ async def test_the_iam_login_honours_the_timeout(tmp_path: Path) -> None:
     assert elapsed < 10  # two logins of 0.5 s, not 2 x 30 s
 
 
-@asynccontextmanager
-async def tls_server(tmp_path: Path) -> AsyncIterator[str]:
-    """A server on 127.0.0.1 whose certificate is self-signed (so it does not verify)."""
+def self_signed_certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """``cert.pem`` (for 127.0.0.1, self-signed) and its ``key.pem``, written in ``tmp_path``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -234,6 +234,10 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[str]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -245,8 +249,15 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[str]:
             serialization.NoEncryption(),
         )
     )
+    return cert_file, key_file
+
+
+@asynccontextmanager
+async def tls_server(tmp_path: Path) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 whose certificate is self-signed (so it does not verify unless
+    ``tmp_path / "cert.pem"`` is trusted)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
+    context.load_cert_chain(*self_signed_certificate(tmp_path))
 
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({"id": 1})
@@ -276,6 +287,18 @@ async def test_a_certificate_that_does_not_verify_stops_the_run(tmp_path: Path) 
     assert outcome.errors.num_rows <= 4  # the requests in flight when the first failed
     assert set(outcome.errors.column("attempts").to_pylist()) == {1}
     assert "certificate verify failed" in outcome.errors.column("error_msg")[0].as_py()
+
+
+async def test_a_certificate_trusted_through_ssl_cert_file_verifies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transport's own TLS context trusts what SSL_CERT_FILE names: an https crawl of the
+    self-signed server then succeeds, certificate and host name verified."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    async with tls_server(tmp_path) as url:
+        outcome = await crawl(url, ["ns/repo:t1"], tmp_path / "out")
+    assert outcome.result.exit_code == 0
+    assert outcome.tags.num_rows == 1
 
 
 async def test_http_proxy_from_the_environment_is_used(

@@ -15,8 +15,9 @@ whatever the server does:
   the read at once: ``TransportError`` of kind ``too_large``. aiohttp
   decompresses in bounded steps, so a gzip bomb never expands in one go.
   Headers are bounded by aiohttp (8190 bytes a line).
-* **TLS:** certificates are verified (the system's CAs, or ``SSL_CERT_FILE``);
-  a certificate that does not verify is kind ``tls``, which stops the run.
+* **TLS:** certificates are verified (the system's CAs, or ``SSL_CERT_FILE``),
+  with the context of :mod:`crawler.http.tls`, built at the first ``https://``
+  request; a certificate that does not verify is kind ``tls``, which stops the run.
 * **Proxies:** ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (either case) are
   read once per host, as ``urllib`` reads them; ``~/.netrc`` is not read
   (aiohttp's ``trust_env`` would read it and add a second credential).
@@ -32,13 +33,16 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-import aiohttp
 import structlog
 from yarl import URL
 
 from crawler.errors import ErrorKind, TransportError
 from crawler.http.response import DEFAULT_MAX_BODY_BYTES, KEPT_HEADERS, Answer
 from crawler.http.secrets import Scrubber
+from crawler.http.tls import client_context, default_contexts_without_ca_files
+
+with default_contexts_without_ca_files():
+    import aiohttp
 
 __all__ = ["Transport"]
 #: Most characters of a connection failure's description.
@@ -80,6 +84,7 @@ class Transport:
         # The attribute is in ClientSession.__slots__, so a rename fails loudly.
         self._session._retry_connection = False
         self._proxies: dict[tuple[str, str], _Proxy] = {}
+        self._tls: ssl.SSLContext | None = None
 
     async def request(
         self,
@@ -101,6 +106,7 @@ class Transport:
                 target,
                 headers=headers,
                 data=body or None,
+                ssl=self._tls_context() if target.scheme == "https" else True,
                 allow_redirects=False,
                 proxy=proxy[0] if proxy else None,
                 proxy_auth=proxy[1] if proxy else None,
@@ -139,6 +145,11 @@ class Transport:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = client_context()  # loads the CA file once (~25 ms), for https only
+        return self._tls
 
     def _proxy_for(self, url: URL) -> _Proxy:
         key = (url.scheme, url.host or "")
