@@ -279,23 +279,26 @@ class OutputWriter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         stem = layout.part_stem(run_id)
-        self.tags = Dataset(
-            layout.dataset_dir("tags"),
-            TagRow,
-            lambda: schemas.with_metadata(schemas.TAGS_SCHEMA, run_id),
-            stem,
-            file_rows=file_rows,
-            storage=layout.storage,
-            clock=clock,
+
+        def dataset(
+            name: str, row_type: type[TagRow] | type[ErrorRow], schema: Callable[[], pa.Schema]
+        ) -> Dataset:
+            """One of the run's datasets: the same file stem, rotation, storage and clock."""
+            return Dataset(
+                layout.dataset_dir(name),
+                row_type,
+                schema,
+                stem,
+                file_rows=file_rows,
+                storage=layout.storage,
+                clock=clock,
+            )
+
+        self.tags = dataset(
+            "tags", TagRow, lambda: schemas.with_metadata(schemas.TAGS_SCHEMA, run_id)
         )
-        self.errors = Dataset(
-            layout.dataset_dir("errors"),
-            ErrorRow,
-            lambda: schemas.with_metadata(schemas.ERRORS_SCHEMA, run_id),
-            stem,
-            file_rows=file_rows,
-            storage=layout.storage,
-            clock=clock,
+        self.errors = dataset(
+            "errors", ErrorRow, lambda: schemas.with_metadata(schemas.ERRORS_SCHEMA, run_id)
         )
         self._commit_seconds = commit_seconds
         self._wake = anyio.Event()
