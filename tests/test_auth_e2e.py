@@ -82,12 +82,11 @@ def verified(monkeypatch: pytest.MonkeyPatch) -> list[Verified]:
     seen: list[Verified] = []
     real = sandbox_auth.check_signature
 
-    def spy(
-        authorization: str, method: str, path: str, query: Any, headers: Any, *rest: Any
-    ) -> Any:
-        denied = real(authorization, method, path, query, headers, *rest)
+    def spy(authorization: str, request: sandbox_auth.SignedRequest, *rest: Any) -> Any:
+        denied = real(authorization, request, *rest)
         names = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
-        seen.append(Verified(names, {k.lower(): v for k, v in headers.items()}, denied))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        seen.append(Verified(names, headers, denied))
         return denied
 
     monkeypatch.setattr(sandbox_server, "check_signature", spy)
@@ -149,9 +148,8 @@ async def test_sandbox_refuses_our_signature_when_a_signed_header_is_altered(hea
 
     def check(sent: Mapping[str, str]) -> sandbox_auth.Denied | None:
         received = CIMultiDict(sent)  # as aiohttp hands the request's headers over
-        return sandbox_auth.check_signature(
-            sent["Authorization"], "GET", path, (), received, b"", {AK: SK}, time.time()
-        )
+        request = sandbox_auth.SignedRequest("GET", path, (), received, b"")
+        return sandbox_auth.check_signature(sent["Authorization"], request, {AK: SK}, time.time())
 
     assert check(headers) is None
     altered = dict(headers)

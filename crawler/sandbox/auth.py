@@ -36,6 +36,19 @@ except ImportError:  # pragma: no cover - the SDK is a dev dependency
 VERIFIER = "huaweicloudsdkcore" if OfficialSigner is not None else "crawler.http.signer"
 
 
+class SignedRequest(NamedTuple):
+    """What an AK/SK signature covers: a request as the server received it."""
+
+    method: str
+    #: The raw path, without the query.
+    path: str
+    query: Iterable[tuple[str, str]]
+    #: The received headers, a case-insensitive mapping (only the signed ones
+    #: when handed to a signer).
+    headers: Mapping[str, str]
+    body: bytes
+
+
 class IamUser(NamedTuple):
     """A user IAM accepts for password login."""
 
@@ -70,19 +83,14 @@ _AUTHORIZATION_RE = re.compile(
 
 def check_signature(
     authorization: str,
-    method: str,
-    path: str,
-    query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str],
-    body: bytes,
+    request: SignedRequest,
     credentials: Mapping[str, str],
     now: float,
     max_skew: float = 900.0,
 ) -> Denied | None:
-    """None when ``authorization`` is a valid SDK-HMAC-SHA256 signature of the request.
+    """None when ``authorization`` is a valid SDK-HMAC-SHA256 signature of ``request``.
 
-    ``headers`` is a case-insensitive mapping of the received headers; ``path``
-    the raw path (no query); ``now`` a POSIX time for the X-Sdk-Date check.
+    ``now`` is a POSIX time for the X-Sdk-Date check.
     """
     match = _AUTHORIZATION_RE.fullmatch(authorization.strip())
     if match is None:
@@ -91,6 +99,7 @@ def check_signature(
     sk = credentials.get(ak)
     if sk is None:
         return AK_DENIED
+    headers = request.headers
     date = headers.get("X-Sdk-Date")
     if date is None:
         return DATE_DENIED
@@ -100,39 +109,27 @@ def check_signature(
     names = signed_names.split(";")
     if "x-sdk-date" not in names or any(name not in headers for name in names):
         return SIGNATURE_DENIED
-    signed_headers = {name: headers[name] for name in names}
+    signed = request._replace(headers={name: headers[name] for name in names})
     if OfficialSigner is not None:
-        expected_names, expected = _official_signature(
-            ak, sk, method, path, query, signed_headers, body
-        )
+        expected_names, expected = _official_signature(ak, sk, signed)
     else:
-        canonical, expected_names = signer.canonical_request(
-            method, path, query, signed_headers, body
-        )
+        canonical, expected_names = signer.canonical_request(*signed)
         expected = signer.signature(sk, date, canonical)
     if expected_names != names or not secrets.compare_digest(expected, received):
         return SIGNATURE_DENIED
     return None
 
 
-def _official_signature(
-    ak: str,
-    sk: str,
-    method: str,
-    path: str,
-    query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str],
-    body: bytes,
-) -> tuple[list[str], str]:
-    """The signed header names and the signature the official SDK computes for the request."""
+def _official_signature(ak: str, sk: str, signed: SignedRequest) -> tuple[list[str], str]:
+    """The signed header names and the signature the official SDK computes for ``signed``."""
     request = SdkRequest(
-        method=method,
+        method=signed.method,
         schema="http",
-        host=headers.get("host", ""),
-        resource_path=path,
-        query_params=list(query),
-        header_params=dict(headers),
-        body=body,
+        host=signed.headers.get("host", ""),
+        resource_path=signed.path,
+        query_params=list(signed.query),
+        header_params=dict(signed.headers),
+        body=signed.body,
     )
     OfficialSigner(BasicCredentials(ak, sk)).sign(request)
     match = _AUTHORIZATION_RE.fullmatch(request.header_params["Authorization"])

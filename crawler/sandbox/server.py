@@ -42,7 +42,13 @@ import orjson
 from aiohttp import web
 
 from crawler.sandbox import lists
-from crawler.sandbox.auth import TOKEN_DENIED, Authenticator, Denied, check_signature
+from crawler.sandbox.auth import (
+    TOKEN_DENIED,
+    Authenticator,
+    Denied,
+    SignedRequest,
+    check_signature,
+)
 from crawler.sandbox.catalogue import Catalogue, valid_namespace, valid_repository, valid_tag
 from crawler.sandbox.faults import (
     ERROR_BODIES,
@@ -266,11 +272,7 @@ class SandboxServer:
             url = request.rel_url
             return check_signature(
                 authorization,
-                request.method,
-                url.raw_path,
-                url.query.items(),
-                headers,
-                body,
+                SignedRequest(request.method, url.raw_path, url.query.items(), headers, body),
                 self.config.credentials,
                 time.time(),
                 self.config.max_clock_skew,
