@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 import anyio
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,16 +21,13 @@ from crawler.crawl.pool import Crawler
 from crawler.errors import AuthenticationFailed, ConfigError
 from crawler.http.client import SwrClient
 from crawler.http.response import Response
-from crawler.run.runner import run_crawl
 from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
 from crawler.targets import Target
-from tests.e2e_helpers import catalogue_keys
+from tests.e2e_helpers import TOKEN, catalogue_keys, crawl, row_keys, sandbox_config
 from tests.fakes import ListSink, sandbox_client, unlimited_attempts
-
-TOKEN = "discover-token"
 
 
 @given(st.lists(st.one_of(st.integers(1, 50), st.text(min_size=1, max_size=3)), min_size=1))
@@ -78,12 +74,9 @@ def keys_found(items: list[Item]) -> list[str]:
 @pytest.mark.anyio
 async def test_discovers_every_catalogue_tag_exactly_once() -> None:
     """Walking namespaces -> repositories -> tags yields the whole catalogue, each tag once."""
-    config = SandboxConfig(
-        seed=5, namespaces=3, repos_per_namespace=7, tags_per_repo=9, tokens=frozenset({TOKEN})
-    )
-    found, discoverer, _ = await discover(config)
-    catalogue = Catalogue(seed=5, namespaces=3, repos_per_namespace=7, tags_per_repo=9)
-    expected = set(catalogue_keys(catalogue))
+    shape = {"seed": 5, "namespaces": 3, "repos_per_namespace": 7, "tags_per_repo": 9}
+    found, discoverer, _ = await discover(sandbox_config(**shape))
+    expected = set(catalogue_keys(Catalogue(**shape)))
     keys = keys_found(found)
     assert len(keys) == len(set(keys))
     assert set(keys) == expected
@@ -95,13 +88,8 @@ async def test_discovers_every_catalogue_tag_exactly_once() -> None:
 async def test_throttled_list_pages_are_retried() -> None:
     """429s from a server-side limit on list pages are retried; discovery finds everything."""
     faults = FaultConfig(rate_limit=30.0, rate_burst=1)
-    config = SandboxConfig(
-        seed=5,
-        namespaces=2,
-        repos_per_namespace=3,
-        tags_per_repo=4,
-        tokens=frozenset({TOKEN}),
-        faults=faults,
+    config = sandbox_config(
+        seed=5, namespaces=2, repos_per_namespace=3, tags_per_repo=4, faults=faults
     )
     found, discoverer, stats = await discover(config, max_attempts=20, backoff=0.05)
     assert len(set(keys_found(found))) == 24
@@ -115,7 +103,7 @@ async def test_throttled_list_pages_are_retried() -> None:
 @pytest.mark.anyio
 async def test_bad_token_raises_authentication_failed() -> None:
     """A 401 on a list API is an authentication failure, not a silently empty registry."""
-    config = SandboxConfig(
+    config = sandbox_config(
         seed=5, namespaces=1, repos_per_namespace=1, tags_per_repo=1, tokens=frozenset({"another"})
     )
     with pytest.raises(AuthenticationFailed):
@@ -125,26 +113,12 @@ async def test_bad_token_raises_authentication_failed() -> None:
 @pytest.mark.anyio
 async def test_crawl_with_discover_fetches_the_whole_registry(tmp_path: Path) -> None:
     """--discover crawls every tag the registry lists, each once, and run.json says so."""
-    config = SandboxConfig(
-        seed=8, namespaces=2, repos_per_namespace=4, tags_per_repo=5, tokens=frozenset({TOKEN})
-    )
+    config = sandbox_config(seed=8, namespaces=2, repos_per_namespace=4, tags_per_repo=5)
     async with running_sandbox(config) as sb:
         expected = set(catalogue_keys(sb.catalogue))
-        settings = build_config(
-            {
-                "out": str(tmp_path / "out"),
-                "endpoint": sb.url,
-                "discover": True,
-                "rate": 0,
-                "progress": False,
-            },
-            environ={},
-        )
-        result = await run_crawl(settings, environ={"SWR_AUTH_TOKEN": TOKEN}, handle_signals=False)
-    tags = pq.read_table(tmp_path / "out" / "tags").to_pylist()
-    keys = [f"{r['namespace']}/{r['repository']}:{r['tag']}" for r in tags]
-    assert sorted(keys) == sorted(expected)
-    assert result.exit_code == 0
+        outcome = await crawl(sb.url, None, tmp_path / "out", discover=True, mode=None)
+    assert sorted(row_keys(outcome.tags)) == sorted(expected)
+    assert outcome.result.exit_code == 0
     report = json.loads((tmp_path / "out" / "run.json").read_text())
     assert report["complete"] is True
     assert report["counts"]["discovery"]["tags"] == len(expected)
@@ -153,25 +127,13 @@ async def test_crawl_with_discover_fetches_the_whole_registry(tmp_path: Path) ->
 @pytest.mark.anyio
 async def test_discover_limited_to_namespaces(tmp_path: Path) -> None:
     """--namespace limits discovery to that namespace's tags."""
-    config = SandboxConfig(
-        seed=8, namespaces=3, repos_per_namespace=2, tags_per_repo=3, tokens=frozenset({TOKEN})
-    )
+    config = sandbox_config(seed=8, namespaces=3, repos_per_namespace=2, tags_per_repo=3)
     async with running_sandbox(config) as sb:
         wanted = sb.catalogue.namespaces()[1]
-        settings = build_config(
-            {
-                "out": str(tmp_path / "out"),
-                "endpoint": sb.url,
-                "discover": True,
-                "namespaces": (wanted,),
-                "rate": 0,
-                "progress": False,
-            },
-            environ={},
+        outcome = await crawl(
+            sb.url, None, tmp_path / "out", discover=True, mode=None, namespaces=(wanted,)
         )
-        await run_crawl(settings, environ={"SWR_AUTH_TOKEN": TOKEN}, handle_signals=False)
-    namespaces = set(pq.read_table(tmp_path / "out" / "tags").column("namespace").to_pylist())
-    assert namespaces == {wanted}
+    assert set(outcome.tags.column("namespace").to_pylist()) == {wanted}
 
 
 def test_discover_and_targets_together_is_a_usage_error() -> None:
@@ -210,12 +172,11 @@ class CountingClient:
 @pytest.mark.anyio
 async def test_list_requests_are_bounded_by_concurrency() -> None:
     """List pages and tag requests share the --concurrency slots: never more at once."""
-    config = SandboxConfig(
+    config = sandbox_config(
         seed=3,
         namespaces=2,
         repos_per_namespace=8,
         tags_per_repo=3,
-        tokens=frozenset({TOKEN}),
         faults=FaultConfig(latency=0.01),
     )
     async with (
@@ -244,37 +205,25 @@ async def test_list_requests_are_bounded_by_concurrency() -> None:
 @pytest.mark.anyio
 async def test_a_failed_listing_ends_the_run_incomplete(tmp_path: Path) -> None:
     """A tag listing that fails for good: the rest is crawled, complete: false, exit 1."""
-    catalogue = Catalogue(seed=8, namespaces=1, repos_per_namespace=3, tags_per_repo=2)
+    shape = {"seed": 8, "namespaces": 1, "repos_per_namespace": 3, "tags_per_repo": 2}
+    catalogue = Catalogue(**shape)
     namespace = catalogue.namespaces()[0]
     broken = catalogue.repositories(namespace)[1]
     faults = FaultConfig(scripts={f"tags:{namespace}/{broken}": ["503"] * 5})
-    config = SandboxConfig(
-        seed=8,
-        namespaces=1,
-        repos_per_namespace=3,
-        tags_per_repo=2,
-        tokens=frozenset({TOKEN}),
-        faults=faults,
-    )
-    async with running_sandbox(config) as sb:
-        settings = build_config(
-            {
-                "out": str(tmp_path / "out"),
-                "endpoint": sb.url,
-                "discover": True,
-                "rate": 0,
-                "max_attempts": 5,
-                "backoff_initial": 0.0,
-                "backoff_max": 0.0,
-                "progress": False,
-            },
-            environ={},
+    async with running_sandbox(sandbox_config(**shape, faults=faults)) as sb:
+        outcome = await crawl(
+            sb.url,
+            None,
+            tmp_path / "out",
+            discover=True,
+            mode=None,
+            max_attempts=5,
+            backoff_initial=0.0,
+            backoff_max=0.0,
         )
-        result = await run_crawl(settings, environ={"SWR_AUTH_TOKEN": TOKEN}, handle_signals=False)
-    tags = pq.read_table(tmp_path / "out" / "tags").to_pylist()
-    assert sorted({r["repository"] for r in tags}) == sorted(
+    assert sorted({r["repository"] for r in outcome.tags.to_pylist()}) == sorted(
         set(catalogue.repositories(namespace)) - {broken}
     )
     report = json.loads((tmp_path / "out" / "run.json").read_text())
     assert report["complete"] is False
-    assert result.exit_code == 1
+    assert outcome.result.exit_code == 1
