@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,12 @@ def make_iam(
     )
 
 
+@pytest.fixture
+def auth(iam: FakeIam, session: Transport) -> IamPasswordLogin:
+    """``crawler-bot``'s password login against ``iam`` over ``session``, the clock at T0."""
+    return make_iam(iam, session, FakeClock(T0))
+
+
 async def get_headers(auth: Any) -> Mapping[str, str]:
     headers: Mapping[str, str] = await auth.headers("GET", "127.0.0.1:8080", PATH, QUERY, b"")
     return headers
@@ -333,10 +340,9 @@ async def test_aksk_dates_each_request_from_the_clock() -> None:
 
 @pytest.mark.anyio
 async def test_iam_login_sends_documented_body_and_uses_subject_token(
-    iam: FakeIam, session: Transport
+    iam: FakeIam, session: Transport, auth: IamPasswordLogin
 ) -> None:
     """The login POSTs the documented JSON body and sends the X-Subject-Token as X-Auth-Token."""
-    auth = make_iam(iam, session, FakeClock(T0))
     headers = await get_headers(auth)
     assert headers["X-Auth-Token"] == f"iam-token-1-{'z' * 16}"
     assert headers["Content-Type"] == "application/json"
@@ -390,10 +396,9 @@ async def test_iam_refreshes_once_before_expiry_despite_clock_skew(iam: FakeIam)
 
 @pytest.mark.anyio
 async def test_twenty_workers_with_same_401_share_one_login(
-    iam: FakeIam, session: Transport
+    iam: FakeIam, auth: IamPasswordLogin
 ) -> None:
     """20 concurrent refresh(stale) calls cause exactly one login, and all return True."""
-    auth = make_iam(iam, session, FakeClock(T0))
     stale = dict(await get_headers(auth))
     iam.gate = asyncio.Event()
     outcomes: list[bool] = []
@@ -415,10 +420,9 @@ async def test_twenty_workers_with_same_401_share_one_login(
 
 @pytest.mark.anyio
 async def test_refresh_for_an_already_replaced_token_makes_no_request(
-    iam: FakeIam, session: Transport
+    iam: FakeIam, auth: IamPasswordLogin
 ) -> None:
     """A late 401 for an old token returns True without logging in again."""
-    auth = make_iam(iam, session, FakeClock(T0))
     stale = dict(await get_headers(auth))
     assert await auth.refresh(stale) is True
     assert iam.logins == 2
@@ -452,10 +456,9 @@ async def test_wrong_password_fails_fast_naming_the_method(
 
 @pytest.mark.anyio
 async def test_password_changed_mid_run_makes_refresh_return_false(
-    iam: FakeIam, session: Transport
+    iam: FakeIam, auth: IamPasswordLogin
 ) -> None:
     """When the 401's re-login is refused, refresh() is False and failure says why."""
-    auth = make_iam(iam, session, FakeClock(T0))
     stale = dict(await get_headers(auth))
     iam.password = "rotated"
     assert await auth.refresh(stale) is False
@@ -488,10 +491,9 @@ async def test_iam_outage_keeps_the_old_token_until_it_expires(
 
 @pytest.mark.anyio
 async def test_iam_outage_during_401_refresh_retries_via_headers(
-    iam: FakeIam, session: Transport
+    iam: FakeIam, auth: IamPasswordLogin
 ) -> None:
     """A 503 while renewing after a 401 drops the bad token; the retry's headers() re-logs in."""
-    auth = make_iam(iam, session, FakeClock(T0))
     stale = dict(await get_headers(auth))
     iam.fail_status = 503
     assert await auth.refresh(stale) is True
@@ -518,61 +520,70 @@ async def test_unreachable_iam_is_transient_and_names_the_method(
 # -- the token file ----------------------------------------------------------
 
 
+@dataclass
+class TokenFileRuns:
+    """Runs of the crawler one after another, sharing one token file and one clock."""
+
+    iam: FakeIam
+    session: Transport
+    path: Path
+    clock: FakeClock = field(default_factory=lambda: FakeClock(T0))
+
+    def login(self, user: str = "crawler-bot") -> IamPasswordLogin:
+        """The password login of a new run, with the token file."""
+        return make_iam(self.iam, self.session, self.clock, cache_path=self.path, user=user)
+
+
+@pytest.fixture
+def runs(iam: FakeIam, session: Transport, tmp_path: Path) -> TokenFileRuns:
+    """Runs whose token file is ``token.json`` in the test's empty folder, the clock at T0."""
+    return TokenFileRuns(iam, session, tmp_path / "token.json")
+
+
 @pytest.mark.anyio
 async def test_token_cache_written_0600_atomically_and_reused(
-    iam: FakeIam, session: Transport, tmp_path: Path
+    iam: FakeIam, runs: TokenFileRuns
 ) -> None:
     """The token file is 0600 with no temp file left, and a later run reuses it without a login."""
-    cache = tmp_path / "token.json"
-    clock = FakeClock(T0)
-    first = make_iam(iam, session, clock, cache_path=cache)
-    token = (await get_headers(first))["X-Auth-Token"]
-    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
-    assert os.listdir(tmp_path) == ["token.json"]
-    assert json.loads(cache.read_text())["token"] == token
+    token = (await get_headers(runs.login()))["X-Auth-Token"]
+    assert stat.S_IMODE(os.stat(runs.path).st_mode) == 0o600
+    assert os.listdir(runs.path.parent) == ["token.json"]
+    assert json.loads(runs.path.read_text())["token"] == token
 
-    clock.advance(timedelta(minutes=30))
-    later_run = make_iam(iam, session, clock, cache_path=cache)
-    assert (await get_headers(later_run))["X-Auth-Token"] == token
+    runs.clock.advance(timedelta(minutes=30))
+    assert (await get_headers(runs.login()))["X-Auth-Token"] == token
     assert iam.logins == 1
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("case", ["near-expiry", "other-user", "corrupt"])
-async def test_token_cache_not_reused_when_unsuitable(
-    iam: FakeIam, session: Transport, tmp_path: Path, case: str
-) -> None:
+async def test_token_cache_not_reused_when_unsuitable(runs: TokenFileRuns, case: str) -> None:
     """A cached token near expiry, for another identity, or unreadable, leads to a login."""
-    cache = tmp_path / "token.json"
-    clock = FakeClock(T0)
-    await get_headers(make_iam(iam, session, clock, cache_path=cache))
+    await get_headers(runs.login())
     user = "crawler-bot"
     if case == "near-expiry":
-        clock.advance(timedelta(minutes=56))
+        runs.clock.advance(timedelta(minutes=56))
     elif case == "other-user":
         user = "someone-else"
     else:
-        cache.write_text("{not json")
-    auth = make_iam(iam, session, clock, cache_path=cache, user=user)
-    assert (await get_headers(auth))["X-Auth-Token"] == f"iam-token-2-{'z' * 16}"
-    assert json.loads(cache.read_text())["user"] == user
-    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+        runs.path.write_text("{not json")
+    assert (await get_headers(runs.login(user)))["X-Auth-Token"] == f"iam-token-2-{'z' * 16}"
+    assert json.loads(runs.path.read_text())["user"] == user
+    assert stat.S_IMODE(os.stat(runs.path).st_mode) == 0o600
 
 
 @pytest.mark.anyio
 async def test_401_on_cached_token_logs_in_and_rewrites_cache(
-    iam: FakeIam, session: Transport, tmp_path: Path
+    iam: FakeIam, runs: TokenFileRuns
 ) -> None:
     """A cached token that gets a 401 is replaced by one login, and the file with it."""
-    cache = tmp_path / "token.json"
-    clock = FakeClock(T0)
-    await get_headers(make_iam(iam, session, clock, cache_path=cache))
-    auth = make_iam(iam, session, clock, cache_path=cache)
+    await get_headers(runs.login())
+    auth = runs.login()
     stale = dict(await get_headers(auth))
     assert iam.logins == 1
     assert await auth.refresh(stale) is True
     assert iam.logins == 2
-    assert json.loads(cache.read_text())["token"] == f"iam-token-2-{'z' * 16}"
+    assert json.loads(runs.path.read_text())["token"] == f"iam-token-2-{'z' * 16}"
 
 
 # -- no secret anywhere ------------------------------------------------------
