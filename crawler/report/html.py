@@ -14,7 +14,7 @@ import leather
 
 from crawler import __version__
 from crawler.report.summary import Image, Summary
-from crawler.report.text import human_bytes, short_digest
+from crawler.report.text import IMAGE_HEADERS, human_bytes, image_rows, short_digest
 
 # leather is styled through its theme module; only this module draws with it.
 for _name in ("title", "legend", "axis_title", "tick"):
@@ -96,17 +96,7 @@ def _counts_table(header: str, counts: Mapping[str, int], unit: str = "tags") ->
 
 
 def _images_table(images: list[Image]) -> str:
-    rows = (
-        (
-            image.reference,
-            human_bytes(image.size),
-            image.created.date().isoformat() if image.created else "-",
-            str(image.tags),
-            short_digest(image.digest),
-        )
-        for image in images
-    )
-    return _table(("tag", "size", "created", "tags", "digest"), rows, {1, 2, 3})
+    return _table(IMAGE_HEADERS, image_rows(images), {1, 2, 3})
 
 
 def render_html(summary: Summary, *, title: str = "SWR inventory") -> str:

@@ -73,7 +73,12 @@ def _table(
     return [line(headers), *(line(r) for r in rows)]
 
 
-def _image_rows(images: list[Image]) -> list[tuple[str, ...]]:
+#: The columns of an images table, in the terminal and on the HTML page.
+IMAGE_HEADERS = ("tag", "size", "created", "tags", "digest")
+
+
+def image_rows(images: list[Image]) -> list[tuple[str, ...]]:
+    """One table row of :data:`IMAGE_HEADERS` per image (sizes human, digests short)."""
     return [
         (
             image.reference,
@@ -114,10 +119,10 @@ def full_lines(summary: Summary) -> list[str]:
         *_table(("age", "tags"), ((k, f"{n:,}") for k, n in summary.ages.items())),
         "",
         "Oldest images",
-        *_table(("tag", "size", "created", "tags", "digest"), _image_rows(summary.oldest)),
+        *_table(IMAGE_HEADERS, image_rows(summary.oldest)),
         "",
         "Largest images",
-        *_table(("tag", "size", "created", "tags", "digest"), _image_rows(summary.largest)),
+        *_table(IMAGE_HEADERS, image_rows(summary.largest)),
         "",
         f"Digests shared by several tags: {summary.shared_total:,}",
         *_table(
