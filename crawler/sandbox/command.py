@@ -10,8 +10,10 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -58,6 +60,28 @@ def _tag_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+_AT_LEAST_ONE = click.IntRange(min=1)
+_SHARE = click.FloatRange(0, 1)
+#: The fields of the two configs by name (``seed``, in both, has its own option).
+_FIELDS = {spec.name: spec for config in (FaultConfig, SandboxConfig) for spec in fields(config)}
+
+
+def _field_option(flag: str, name: str, kind: Any, text: str) -> Callable[[F], F]:
+    """An option that sets the config field ``name`` as it is, by default to the config's
+    default; the command gets it in ``**as_is`` (see :func:`_fields_of`)."""
+    default = _FIELDS[name].default
+    return click.option(
+        flag, name, default=default, show_default=default is not None, type=kind, help=text
+    )
+
+
+def _fields_of(config: type, as_is: dict[str, Any]) -> dict[str, Any]:
+    """The values in ``as_is`` that are fields of ``config``."""
+    names = {spec.name for spec in fields(config)}
+    return {name: value for name, value in as_is.items() if name in names}
+
+
 def _write_targets(path: Path, catalogue: Catalogue) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as out:
@@ -93,19 +117,9 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="0 = any free port.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Catalogue and fault seed.")
-@click.option(
-    "--namespaces",
-    default=3,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Namespaces in the catalogue.",
-)
-@click.option(
-    "--repos", default=10, show_default=True, type=click.IntRange(min=1), help="Per namespace."
-)
-@click.option(
-    "--tags", default=10, show_default=True, type=click.IntRange(min=1), help="Per repository."
-)
+@_field_option("--namespaces", "namespaces", _AT_LEAST_ONE, "Namespaces in the catalogue.")
+@_field_option("--repos", "repos_per_namespace", _AT_LEAST_ONE, "Per namespace.")
+@_field_option("--tags", "tags_per_repo", _AT_LEAST_ONE, "Per repository.")
 @click.option(
     "--tag-counts",
     default="",
@@ -132,29 +146,14 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     metavar="DOMAIN:USER:PASSWORD",
     help="IAM password login (repeatable).",
 )
-@click.option(
-    "--token-ttl",
-    default=86400.0,
-    show_default=True,
-    type=float,
-    help="Seconds an IAM token lives.",
-)
+@_field_option("--token-ttl", "token_ttl", float, "Seconds an IAM token lives.")
 @click.option("--no-auth", is_flag=True, help="Accept requests without credentials.")
-@click.option(
-    "--latency", default=0.0, show_default=True, type=float, help="Seconds added to every answer."
+@_field_option("--latency", "latency", float, "Seconds added to every answer.")
+@_field_option(
+    "--rate-limit", "rate_limit", float, "Server-side limit, requests/s (429 APIG.0308 above it)."
 )
-@click.option(
-    "--rate-limit",
-    default=None,
-    type=float,
-    help="Server-side limit, requests/s (429 APIG.0308 above it).",
-)
-@click.option(
-    "--rate-burst",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Requests the rate limit lets through at once.",
+@_field_option(
+    "--rate-burst", "rate_burst", _AT_LEAST_ONE, "Requests the rate limit lets through at once."
 )
 @click.option(
     "--stated-window",
@@ -163,52 +162,23 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     show_default=True,
     help="The window a 429's message states the limit in (none: no limit in the message).",
 )
-@click.option(
-    "--error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random 5xx."
-)
-@click.option(
-    "--reset-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="TCP resets."
-)
-@click.option(
-    "--slow-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of answers delayed by --slow-seconds.",
-)
-@click.option(
-    "--slow-seconds",
-    default=10.0,
-    show_default=True,
-    type=float,
-    help="Delay of a slow answer.",
-)
-@click.option(
-    "--truncated-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="200 with invalid JSON.",
-)
-@click.option(
-    "--retry-after-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="429 with Retry-After.",
-)
+@_field_option("--error-rate", "error_rate", _SHARE, "Random 5xx.")
+@_field_option("--reset-rate", "reset_rate", _SHARE, "TCP resets.")
+@_field_option("--slow-rate", "slow_rate", _SHARE, "Share of answers delayed by --slow-seconds.")
+@_field_option("--slow-seconds", "slow_seconds", float, "Delay of a slow answer.")
+@_field_option("--truncated-rate", "truncated_rate", _SHARE, "200 with invalid JSON.")
+@_field_option("--retry-after-rate", "retry_after_rate", _SHARE, "429 with Retry-After.")
 @click.option(
     "--scripts",
     "scripts_path",
     type=click.Path(path_type=Path, dir_okay=False),
     help="JSON: target key -> list of actions.",
 )
-@click.option(
+@_field_option(
     "--cache-size",
-    default=16384,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Tag-details answers kept built (an LRU; the benchmark keeps its whole catalogue).",
+    "cache_size",
+    click.IntRange(min=0),
+    "Tag-details answers kept built (an LRU; the benchmark keeps its whole catalogue).",
 )
 @click.option(
     "--all-fields",
@@ -225,31 +195,18 @@ def sandbox_command(
     host: str,
     port: int,
     seed: int,
-    namespaces: int,
-    repos: int,
-    tags: int,
     tag_counts: str,
     extreme_sizes: bool,
     tokens: tuple[str, ...],
     ak: str | None,
     sk: str | None,
     iam_users: tuple[str, ...],
-    token_ttl: float,
     no_auth: bool,
-    latency: float,
-    rate_limit: float | None,
-    rate_burst: int,
     stated_window: Literal["minute", "second", "none"],
-    error_rate: float,
-    reset_rate: float,
-    slow_rate: float,
-    slow_seconds: float,
-    truncated_rate: float,
-    retry_after_rate: float,
     scripts_path: Path | None,
-    cache_size: int,
     all_fields: bool,
     targets_out: Path | None,
+    **as_is: Any,
 ) -> None:
     """Serve a local SWR look-alike (tag details, list APIs, IAM) with injectable faults."""
     if (ak is None) != (sk is None):
@@ -257,37 +214,32 @@ def sandbox_command(
     counts = _tag_counts(tag_counts)
     try:
         faults = FaultConfig(
-            latency=latency,
-            rate_limit=rate_limit,
-            rate_burst=rate_burst,
             stated_window=None if stated_window == "none" else stated_window,
-            error_rate=error_rate,
-            reset_rate=reset_rate,
-            slow_rate=slow_rate,
-            slow_seconds=slow_seconds,
-            truncated_rate=truncated_rate,
-            retry_after_rate=retry_after_rate,
             seed=seed,
             scripts=_load_scripts(scripts_path),
+            **_fields_of(FaultConfig, as_is),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     config = SandboxConfig(
         seed=seed,
-        namespaces=namespaces,
-        repos_per_namespace=repos,
-        tags_per_repo=tags,
         tag_counts=counts,
         extreme_sizes=extreme_sizes,
         tokens=frozenset(tokens or (DEFAULT_TOKEN,)),
         credentials={ak: sk} if ak is not None and sk is not None else {},
         iam_users=tuple(_iam_user(user) for user in iam_users),
-        token_ttl=token_ttl,
         require_auth=not no_auth,
         faults=faults,
-        cache_size=cache_size,
         absent_fields=not all_fields,
+        **_fields_of(SandboxConfig, as_is),
     )
     if targets_out is not None:
-        _write_targets(targets_out, Catalogue(seed, namespaces, repos, tags, tag_counts=counts))
+        catalogue = Catalogue(
+            seed,
+            config.namespaces,
+            config.repos_per_namespace,
+            config.tags_per_repo,
+            tag_counts=counts,
+        )
+        _write_targets(targets_out, catalogue)
     asyncio.run(_serve(config, host, port))
