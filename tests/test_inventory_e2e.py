@@ -195,7 +195,8 @@ def _planned_lines() -> list[str]:
 
 async def test_auto_equals_detail_for_a_targets_file(tmp_path: Path) -> None:
     """A targets file crawled with --mode auto gives the same tags and errors rows as
-    --mode detail (all columns but fetched_at/attempts), with fewer requests."""
+    --mode detail (all columns but fetched_at/attempts), with fewer requests; its
+    plan counters (run.json's counts.plan) are named and add up."""
     lines = _planned_lines()
     async with running_sandbox(_sandbox()) as sb:
         detail = await crawl(sb.url, lines, tmp_path / "detail", mode="detail")
@@ -208,6 +209,18 @@ async def test_auto_equals_detail_for_a_targets_file(tmp_path: Path) -> None:
     assert kinds.count("not_found") == len(NAMESPACES) + 2
     assert kinds.count("invalid_target") == 2
     assert auto.result.report.stats.requests < detail.result.report.stats.requests / 3
+    plan = auto.result.report.stats.plan
+    assert plan is not None
+    assert list(plan) == [
+        "repositories",
+        "listed",
+        "fetched",
+        "rows_from_lists",
+        "missing_from_lists",
+        "listing_failures",
+    ]
+    assert plan["listed"] + plan["fetched"] == plan["repositories"]
+    assert plan["missing_from_lists"] == len(NAMESPACES)  # the no-such-tag lines
 
 
 def _same_outcome(left: Outcome, right: Outcome) -> None:

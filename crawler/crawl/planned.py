@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
@@ -70,15 +70,8 @@ class PlanStats:
     """Listings that failed (their wanted tags were fetched one by one)."""
 
     def as_dict(self) -> dict[str, int]:
-        """The counters."""
-        return {
-            "repositories": self.repositories,
-            "listed": self.listed,
-            "fetched": self.fetched,
-            "rows_from_lists": self.rows_from_lists,
-            "missing_from_lists": self.missing_from_lists,
-            "listing_failures": self.listing_failures,
-        }
+        """The counters, by field name."""
+        return asdict(self)
 
 
 class PlannedSource:
