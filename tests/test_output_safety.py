@@ -7,6 +7,7 @@ import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psutil
@@ -99,32 +100,46 @@ async def test_shards_and_a_live_unsharded_run_exclude_each_other(tmp_path: Path
 # --------------------------------------------------------------------------- planted links
 
 
-@pytest.mark.anyio
-async def test_a_symlink_or_hard_link_at_the_lock_file_is_refused(tmp_path: Path) -> None:
-    """out/.lock planted as a link to another file: exit 2, and that file is not truncated."""
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious")
-    out = tmp_path / "out"
-    out.mkdir()
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside the output, for a planted link to point at; it holds "precious"."""
+    path = tmp_path / "victim.txt"
+    path.write_text("precious")
+    return path
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An empty output folder, made before the crawl (so that something can be planted)."""
+    path = tmp_path / "out"
+    path.mkdir()
+    return path
+
+
+async def assert_crawl_refused(out: Path, match: str, **settings: Any) -> None:
+    """A crawl of three sandbox targets into ``out`` is refused: ConfigError matching ``match``."""
     async with running_sandbox(sandbox_config()) as sb:
         keys = catalogue_keys(sb.catalogue)[:3]
-        (out / ".lock").symlink_to(victim)
-        with pytest.raises(ConfigError, match="symbolic link"):
-            await crawl(sb.url, keys, out)
-        (out / ".lock").unlink()
-        os.link(victim, out / ".lock")
-        with pytest.raises(ConfigError, match="not a plain lock file"):
-            await crawl(sb.url, keys, out)
+        with pytest.raises(ConfigError, match=match):
+            await crawl(sb.url, keys, out, **settings)
+
+
+@pytest.mark.anyio
+async def test_a_symlink_or_hard_link_at_the_lock_file_is_refused(victim: Path, out: Path) -> None:
+    """out/.lock planted as a link to another file: exit 2, and that file is not truncated."""
+    (out / ".lock").symlink_to(victim)
+    await assert_crawl_refused(out, "symbolic link")
+    (out / ".lock").unlink()
+    os.link(victim, out / ".lock")
+    await assert_crawl_refused(out, "not a plain lock file")
     assert victim.read_text() == "precious"
 
 
 @pytest.mark.anyio
-async def test_a_symlink_at_the_run_files_temporary_name_is_not_followed(tmp_path: Path) -> None:
+async def test_a_symlink_at_the_run_files_temporary_name_is_not_followed(
+    victim: Path, out: Path
+) -> None:
     """A link planted at .run.json.tmp: the run completes, its target is untouched."""
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious")
-    out = tmp_path / "out"
-    out.mkdir()
     (out / ".run.json.tmp").symlink_to(victim)
     async with running_sandbox(sandbox_config()) as sb:
         keys = catalogue_keys(sb.catalogue)[:3]
@@ -135,22 +150,18 @@ async def test_a_symlink_at_the_run_files_temporary_name_is_not_followed(tmp_pat
 
 
 @pytest.mark.anyio
-async def test_a_dataset_folder_that_is_a_link_or_a_file_is_refused(tmp_path: Path) -> None:
+async def test_a_dataset_folder_that_is_a_link_or_a_file_is_refused(
+    tmp_path: Path, out: Path
+) -> None:
     """out/tags as a symlink to another folder, or as a plain file: exit 2 naming it."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    out = tmp_path / "out"
-    out.mkdir()
-    async with running_sandbox(sandbox_config()) as sb:
-        keys = catalogue_keys(sb.catalogue)[:3]
-        (out / "tags").symlink_to(elsewhere)
-        with pytest.raises(ConfigError, match="tags: is a symbolic link"):
-            await crawl(sb.url, keys, out)
-        (out / "tags").unlink()
-        (out / "tags").write_text("not a folder")
-        for resume in (False, True):
-            with pytest.raises(ConfigError, match="tags: is not a directory"):
-                await crawl(sb.url, keys, out, resume=resume)
+    (out / "tags").symlink_to(elsewhere)
+    await assert_crawl_refused(out, "tags: is a symbolic link")
+    (out / "tags").unlink()
+    (out / "tags").write_text("not a folder")
+    for resume in (False, True):
+        await assert_crawl_refused(out, "tags: is not a directory", resume=resume)
     assert list(elsewhere.iterdir()) == []
 
 
