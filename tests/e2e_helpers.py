@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from crawler.config import build_config
 from crawler.run.dataset_run import run_dataset
 from crawler.run.runner import RunResult, run_crawl
-from crawler.sandbox.server import SandboxConfig, running_sandbox
+from crawler.sandbox.server import SandboxConfig, Stats, running_sandbox
 
 TOKEN = "e2e-token"
 #: A catalogue of 72 targets: big enough for concurrency, small enough for a quick test.
@@ -193,6 +193,16 @@ async def crawl(
         read_dataset(out / "tags", TAGS_SCHEMA),
         read_dataset(out / "errors", ERRORS_SCHEMA),
     )
+
+
+async def crawl_sandbox(
+    config: SandboxConfig, out: Path, **settings: Any
+) -> tuple[list[str], Outcome, Stats]:
+    """Start a sandbox with ``config`` and :func:`crawl` every one of its targets into ``out``;
+    the targets, the outcome and the sandbox's counters."""
+    async with running_sandbox(config) as sb:
+        keys = catalogue_keys(sb.catalogue)
+        return keys, await crawl(sb.url, keys, out, **settings), sb.stats
 
 
 async def crawl_snapshot(

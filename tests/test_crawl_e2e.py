@@ -14,7 +14,7 @@ import pytest
 from crawler.output.schema import ERRORS_SCHEMA, META_RUN_ID, TAGS_SCHEMA
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import running_sandbox
-from tests.e2e_helpers import TAG_FIELDS, catalogue_keys, crawl, sandbox_config
+from tests.e2e_helpers import TAG_FIELDS, catalogue_keys, crawl, crawl_sandbox, sandbox_config
 
 pytestmark = pytest.mark.anyio
 
@@ -182,51 +182,40 @@ async def test_error_rows_carry_the_huawei_code_and_message(tmp_path: Path) -> N
 
 async def test_concurrency_bound_over_real_sockets(tmp_path: Path) -> None:
     """With 50 ms latency the server never sees more than --concurrency requests at once."""
-    async with running_sandbox(sandbox_config(faults=FaultConfig(latency=0.05))) as sb:
-        keys = catalogue_keys(sb.catalogue)
-        outcome = await crawl(sb.url, keys, tmp_path / "out", concurrency=5)
-        peak = sb.stats.peak_in_flight
+    config = sandbox_config(faults=FaultConfig(latency=0.05))
+    keys, outcome, stats = await crawl_sandbox(config, tmp_path / "out", concurrency=5)
     assert outcome.tags.num_rows == len(keys)
-    assert 2 <= peak <= 5
+    assert 2 <= stats.peak_in_flight <= 5
 
 
 async def test_server_rate_limit_below_client_rate_still_completes(tmp_path: Path) -> None:
     """The sandbox throttles at 40/s, the client asks 80/s: 429s happen, every row still arrives."""
     faults = FaultConfig(rate_limit=40.0, rate_burst=1)
-    async with running_sandbox(sandbox_config(faults=faults)) as sb:
-        keys = catalogue_keys(sb.catalogue)
-        outcome = await crawl(
-            sb.url,
-            keys,
-            tmp_path / "out",
-            rate=80,
-            burst=1,
-            max_attempts=8,
-            backoff_initial=0.05,
-            backoff_max=0.5,
-        )
-        throttled = sb.stats.throttled
+    keys, outcome, stats = await crawl_sandbox(
+        sandbox_config(faults=faults),
+        tmp_path / "out",
+        rate=80,
+        burst=1,
+        max_attempts=8,
+        backoff_initial=0.05,
+        backoff_max=0.5,
+    )
     assert outcome.tags.num_rows == len(keys)
     assert outcome.errors.num_rows == 0
-    assert throttled > 0
-    assert outcome.result.report.stats.throttled == throttled
+    assert stats.throttled > 0
+    assert outcome.result.report.stats.throttled == stats.throttled
 
 
 async def test_bad_token_stops_the_run_fast(tmp_path: Path) -> None:
     """A 401 with a static token: at most the in-flight requests go out, exit 1, rest unrecorded."""
-    async with running_sandbox(sandbox_config(faults=FaultConfig(latency=0.01))) as sb:
-        keys = catalogue_keys(sb.catalogue)
-        outcome = await crawl(
-            sb.url,
-            keys,
-            tmp_path / "out",
-            concurrency=4,
-            environ={"SWR_AUTH_TOKEN": "wrong"},
-        )
-        sent = sb.stats.tag_requests
+    config = sandbox_config(faults=FaultConfig(latency=0.01))
+    environ = {"SWR_AUTH_TOKEN": "wrong"}
+    keys, outcome, stats = await crawl_sandbox(
+        config, tmp_path / "out", concurrency=4, environ=environ
+    )
     assert outcome.result.exit_code == 1
     assert outcome.result.report.stop_reason == "unauthorized"
-    assert 1 <= sent <= 4
+    assert 1 <= stats.tag_requests <= 4
     assert {r["error_kind"] for r in outcome.errors.to_pylist()} == {"unauthorized"}
     assert outcome.tags.num_rows + outcome.errors.num_rows < len(keys)
     report = json.loads((tmp_path / "out" / "run.json").read_text())

@@ -23,8 +23,7 @@ from crawler.crawl.limits import (
     parse_gateway_limit,
 )
 from crawler.sandbox.faults import FaultConfig, throttled_error
-from crawler.sandbox.server import running_sandbox
-from tests.e2e_helpers import catalogue_keys, crawl, sandbox_config
+from tests.e2e_helpers import crawl_sandbox, sandbox_config
 
 GATEWAY = "The throttling threshold has been reached: policy user over ratelimit,limit:{},time:{}"
 
@@ -269,12 +268,11 @@ async def test_crawl_records_the_stated_limit_in_run_json(tmp_path: Path) -> Non
     """--rate 1000 against a server limited to 100/s that says so: every row arrives and
     run.json records the limit the gateway stated."""
     faults = FaultConfig(rate_limit=100.0, rate_burst=5, stated_window="second")
-    async with running_sandbox(sandbox_config(faults=faults)) as sb:
-        keys = catalogue_keys(sb.catalogue)
-        outcome = await crawl(sb.url, keys, tmp_path / "out", rate=1000, burst=5, max_attempts=10)
-        throttled = sb.stats.throttled
+    keys, outcome, stats = await crawl_sandbox(
+        sandbox_config(faults=faults), tmp_path / "out", rate=1000, burst=5, max_attempts=10
+    )
     assert outcome.tags.num_rows == len(keys)
-    assert throttled > 0
+    assert stats.throttled > 0
     report = json.loads((tmp_path / "out" / "run.json").read_text())
     assert report["gateway_limit"] == {
         "limit": 100,
