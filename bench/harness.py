@@ -11,6 +11,7 @@ and all its descendants.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -216,43 +217,32 @@ def run_crawler(
     ``--mode detail``: one ShowRepoTag request a target, as every other contender sends
     (a targets file's default, ``auto``, may list repositories instead; the inventory
     scenario measures that)."""
-    command = [
-        PYTHON,
-        "-m",
-        "crawler",
-        "crawl",
-        "--targets",
-        str(targets),
-        "--out",
-        str(out),
-        "--endpoint",
-        endpoint,
-        "--concurrency",
-        str(concurrency),
-        "--rate",
-        str(rate),
-        "--burst",
-        str(burst),
-        "--no-progress",
-        "--log-format",
-        "json",
-        "--mode",
-        "detail",
-        *extra,
-    ]
-    _, _, _, cost = run_measured(command, child_env())
-    report = json.loads((out / "run.json").read_text())
+    args = ["--targets", str(targets), "--concurrency", str(concurrency), "--rate", str(rate)]
+    args += ["--burst", str(burst), "--mode", "detail", *extra]
+    _, _, measurement = run_crawl(endpoint, out, args)
+    return measurement
+
+
+def run_crawl(
+    endpoint: str, out: Path, args: Sequence[str]
+) -> tuple[int, dict[str, Any], Measurement]:
+    """``swr-crawler crawl ARGS`` against ``endpoint`` writing under ``out``, signing with
+    AK/SK, JSON logs and no progress bar: its exit status, its run.json, and its
+    measurement with the counts of run.json."""
+    command = [PYTHON, "-m", "crawler", "crawl", *args, "--out", str(out), "--endpoint", endpoint]
+    command += ["--no-progress", "--log-format", "json"]
+    status, _, _, cost = run_measured(command, child_env())
+    report: dict[str, Any] = json.loads((out / "run.json").read_text())
     counts = report["counts"]
-    return Measurement(
+    measurement = dataclasses.replace(
+        cost,
         rows=int(counts["ok"]),
         errors=int(counts["errors_total"]),
         throttled=int(counts["throttled_429"]),
         elapsed=float(report["elapsed_seconds"]),
-        cpu=cost.cpu,
-        peak_rss=cost.peak_rss,
-        wall=cost.wall,
         requests=int(counts["requests"]),
     )
+    return status, report, measurement
 
 
 def contender_result(name: str, status: int, stdout: str, stderr: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ time is from spawning the process to its exit.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PYTHON, SandboxSpec, child_env, run_measured, sandbox
+from bench.harness import SandboxSpec, run_crawl, sandbox
 
 RATE = 20.0
 
@@ -90,34 +89,16 @@ def dense_half(targets: Path, out: Path, dense_share: float, sparse_tags: int) -
 
 
 def _crawl(url: str, args: Sequence[str], out: Path) -> dict[str, Any]:
-    command = [
-        PYTHON,
-        "-m",
-        "crawler",
-        "crawl",
-        *args,
-        "--out",
-        str(out),
-        "--endpoint",
-        url,
-        "--rate",
-        str(RATE),
-        "--no-progress",
-        "--log-format",
-        "json",
-    ]
-    status, _, _, cost = run_measured(command, child_env())
-    report = json.loads((out / "run.json").read_text())
-    counts = report["counts"]
+    status, report, cost = run_crawl(url, out, [*args, "--rate", str(RATE)])
     return {
         "exit": status,
         "complete": report["complete"],
-        "rows": int(counts["ok"]),
-        "errors": int(counts["errors_total"]),
-        "requests": int(counts["requests"]),
-        "requests_by_api": counts.get("requests_by_api"),
-        "throttled_429": int(counts["throttled_429"]),
-        "elapsed": float(report["elapsed_seconds"]),
+        "rows": cost.rows,
+        "errors": cost.errors,
+        "requests": cost.requests,
+        "requests_by_api": report["counts"].get("requests_by_api"),
+        "throttled_429": cost.throttled,
+        "elapsed": cost.elapsed,
         "wall": round(cost.wall, 3),
         "peak_rss_mb": round(cost.peak_rss / 2**20, 1),
     }
