@@ -16,6 +16,7 @@ behaviour (``ns/repo:<behaviour>``, or ``<behaviour>.<n>`` for more targets alik
 ``huge``           200 that announces and sends 300 MB
 ``endless``        200 that streams, chunked, until the client hangs up (2 GiB at most)
 ``bomb``           200, ``Content-Encoding: gzip``, 1 MB that inflates to 1 GiB
+``chunked``        200 with a small tag object, chunked (no ``Content-Length``), in one write
 ``redirect``       302 to ``Location: http://elsewhere.example/<token>``
 ``created``        201 with a tag object
 ``empty``          204
@@ -99,6 +100,10 @@ class Hostile:
             bomb = gzip_bomb()
             headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
             return web.Response(body=bomb, headers=headers)
+        if behaviour == "chunked":
+            response = web.Response(body=TAG_BODY.encode(), content_type="application/json")
+            response.enable_chunked_encoding()
+            return response
         if behaviour == "redirect":
             return web.Response(
                 status=302, headers={"Location": f"http://elsewhere.example/{token}"}

@@ -30,10 +30,6 @@ class SwrClient:
         self._auth = auth
         self._transport = transport
 
-    async def fetch_tag(self, request_path: str) -> Response:
-        """GET one tag-details path (``Target.request_path``)."""
-        return await self.get(request_path)
-
     async def get(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Response:
         """GET ``path``; on a 401 let the credential renew itself once."""
         first, headers = await self._send(path, query)
@@ -41,6 +37,10 @@ class SwrClient:
             return self._response(first, 1)
         second, _ = await self._send(path, query, sent_before=1)
         return self._response(second, 2)
+
+    #: GET one tag-details path (``Target.request_path``): :meth:`get` itself, since a
+    #: wrapper coroutine would be one more frame to resume on every request.
+    fetch_tag = get
 
     async def _send(
         self, path: str, query: Sequence[tuple[str, str]], sent_before: int = 0

@@ -132,19 +132,31 @@ class Transport:
                 ErrorKind.TOO_LARGE,
                 f"the answer announces {announced} bytes, over --max-body-bytes ({cap})",
             )
+        content = resp.content
+        if content.is_eof():
+            # The whole answer came with its headers (the usual small answer): take
+            # what is buffered without the chunk loop, and hold it to the same cap.
+            data = content.read_nowait()
+            # (An empty body's reader keeps no raw byte count: nothing to hold to the cap.)
+            if data and (len(data) > cap or content.total_raw_bytes > cap):
+                raise self._too_large(resp, cap)
+            return data
         chunks: list[bytes] = []
         size = 0
-        content = resp.content
         async for chunk in content.iter_any():
             size += len(chunk)
             if size > cap or content.total_raw_bytes > cap:
-                resp.close()  # the rest is never read: the connection is dropped
-                raise TransportError(
-                    ErrorKind.TOO_LARGE,
-                    f"the answer is over --max-body-bytes ({cap} bytes): the rest was not read",
-                )
+                raise self._too_large(resp, cap)
             chunks.append(chunk)
         return b"".join(chunks)
+
+    @staticmethod
+    def _too_large(resp: aiohttp.ClientResponse, cap: int) -> TransportError:
+        resp.close()  # the rest is never read: the connection is dropped
+        return TransportError(
+            ErrorKind.TOO_LARGE,
+            f"the answer is over --max-body-bytes ({cap} bytes): the rest was not read",
+        )
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
