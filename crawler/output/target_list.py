@@ -64,19 +64,21 @@ class TargetListWriter:
 
     def commit(self) -> None:
         """The listing is complete: make the file visible under its name."""
-        if self._atomic is not None:
-            self._atomic.commit()
-            self._atomic = None
-        else:
-            self._file.flush()
+        self._end(publish=True)
 
     def abort(self) -> None:
         """The listing failed: drop the partial file (standard output keeps what it got)."""
-        if self._atomic is not None:
-            self._atomic.discard()
-            self._atomic = None
-        else:
+        self._end(publish=False)
+
+    def _end(self, *, publish: bool) -> None:
+        if self._atomic is None:
             self._file.flush()
+            return
+        if publish:
+            self._atomic.commit()
+        else:
+            self._atomic.discard()
+        self._atomic = None
 
     def __enter__(self) -> TargetListWriter:
         return self
