@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -75,6 +76,22 @@ def sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
         manager.__exit__(None, None, None)
 
 
+@dataclass
+class Scene:
+    """A sandbox in a thread with its targets written to ``targets``, and the output and
+    log of the crawler processes started against it."""
+
+    sb: RunningSandbox
+    keys: list[str]
+    targets: Path
+    out: Path
+    log: Path
+
+    def start(self, *extra: str, **options: Any) -> subprocess.Popen[bytes]:
+        """A crawler process on the targets file (see :func:`start_crawl`)."""
+        return start_crawl(self.sb.url, str(self.targets), self.out, self.log, *extra, **options)
+
+
 def start_crawl(
     url: str,
     targets: str,
@@ -107,6 +124,19 @@ def start_crawl(
         )
     STARTED.append(proc)
     return proc
+
+
+@pytest.fixture
+def scene(tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]) -> Callable[..., Scene]:
+    """Make the test's :class:`Scene`: a sandbox with the given faults, in ``tmp_path``."""
+
+    def make(**faults: Any) -> Scene:
+        sb = sandbox_factory(**faults)
+        targets = tmp_path / "targets.txt"
+        keys = write_targets(sb.catalogue, targets)
+        return Scene(sb, keys, targets, tmp_path / "out", tmp_path / "crawl.log")
+
+    return make
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -153,26 +183,22 @@ def run_json(out: Path) -> dict[str, Any]:
     return json.loads((out / "run.json").read_text())  # type: ignore[no-any-return]
 
 
-def test_random_kills_then_resume_lose_nothing(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_random_kills_then_resume_lose_nothing(scene: Callable[..., Scene]) -> None:
     """SIGKILL/SIGTERM at random moments, then --resume: every file readable, every target once,
     and the targets fetched twice are bounded by what was in flight or not yet published."""
-    sb = sandbox_factory(latency=0.01)
-    keys = write_targets(sb.catalogue, tmp_path / "targets.txt")
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
+    run = scene(latency=0.01)
     rng = random.Random(20261127)
     kills = ["KILL", "TERM", "KILL", "KILL", "TERM", "KILL"]
     sigkills = 0
     for kind in kills:
-        before = sb.stats.tag_requests
-        if before >= len(keys) - 120:
+        before = run.sb.stats.tag_requests
+        if before >= len(run.keys) - 120:
             break  # too little left to kill mid-crawl
-        proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
+        proc = run.start()
         target = before + rng.randint(10, 100)  # kill once this many requests were served
 
         def killable(p: subprocess.Popen[bytes] = proc, n: int = target) -> bool:
-            return sb.stats.tag_requests >= n or p.poll() is not None
+            return run.sb.stats.tag_requests >= n or p.poll() is not None
 
         wait_for(killable, 30, "requests")
         assert proc.poll() is None, "the crawl ended before it could be killed"
@@ -185,192 +211,160 @@ def test_random_kills_then_resume_lose_nothing(
             proc.send_signal(signal.SIGTERM)
             code = finish(proc, 10)
             assert code == 1
-            assert stop_seconds(log) < GRACE_SECONDS  # 10 ms answers: no wait for the grace
-            assert run_json(out)["complete"] is False
-            assert run_json(out)["stop_reason"] == "signal SIGTERM"
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
-    assert finish(proc, 60) == 0, log.read_text()[-2000:]
-    check_output(out, keys)
-    report = run_json(out)
+            assert stop_seconds(run.log) < GRACE_SECONDS  # 10 ms answers: no wait for the grace
+            assert run_json(run.out)["complete"] is False
+            assert run_json(run.out)["stop_reason"] == "signal SIGTERM"
+    proc = run.start()
+    assert finish(proc, 60) == 0, run.log.read_text()[-2000:]
+    check_output(run.out, run.keys)
+    report = run_json(run.out)
     assert report["complete"] is True
-    assert report["counts"]["targets"] == len(keys)
+    assert report["counts"]["targets"] == len(run.keys)
     assert [s["stop_reason"] for s in report["segments"]].count("killed") == sigkills
-    assert not list(out.glob("*/.*.tmp"))
-    twice = sum(1 for k in keys if sb.stats.per_target[k] > 1)
-    assert max(sb.stats.per_target.values()) <= len(report["segments"])
+    assert not list(run.out.glob("*/.*.tmp"))
+    twice = sum(1 for k in run.keys if run.sb.stats.per_target[k] > 1)
+    assert max(run.sb.stats.per_target.values()) <= len(report["segments"])
     # per SIGKILL: the requests in flight plus the rows not yet published
     # (commit_seconds, plus a writer tick, at the request rate); SIGTERM costs ~nothing.
     bound = sigkills * (CONCURRENCY + RATE * (COMMIT_SECONDS * 1.25 + 0.25))
     print(
-        f"\n{len(keys)} targets, {sigkills} SIGKILLs and {len(kills) - sigkills} SIGTERMs: "
+        f"\n{len(run.keys)} targets, {sigkills} SIGKILLs and {len(kills) - sigkills} SIGTERMs: "
         f"{twice} targets fetched twice ({twice / max(sigkills, 1):.0f} per SIGKILL; "
         f"bound {bound / max(sigkills, 1):.0f} per SIGKILL)"
     )
     assert twice <= bound
 
 
-def test_sigterm_lets_requests_in_flight_finish(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_sigterm_lets_requests_in_flight_finish(scene: Callable[..., Scene]) -> None:
     """SIGTERM: no new request, the ones in flight are answered and recorded, exit 1 at once."""
-    sb = sandbox_factory(latency=0.4)
-    keys = write_targets(sb.catalogue, tmp_path / "targets.txt")
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
-    wait_for(lambda: sb.stats.in_flight >= CONCURRENCY, 20, "requests in flight")
+    run = scene(latency=0.4)
+    proc = run.start()
+    wait_for(lambda: run.sb.stats.in_flight >= CONCURRENCY, 20, "requests in flight")
     proc.send_signal(signal.SIGTERM)
     code = finish(proc, 10)
     assert code == 1
-    assert stop_seconds(log) < GRACE_SECONDS  # 0.4 s answers, not the whole grace
-    report = run_json(out)
+    assert stop_seconds(run.log) < GRACE_SECONDS  # 0.4 s answers, not the whole grace
+    report = run_json(run.out)
     assert report["complete"] is False
-    tags = sum(pq.read_metadata(p).num_rows for p in (out / "tags").glob("*.parquet"))
-    assert tags == sb.stats.tag_requests  # every request sent was answered and recorded
-    assert 0 < tags < len(keys)
+    tags = sum(pq.read_metadata(p).num_rows for p in (run.out / "tags").glob("*.parquet"))
+    assert tags == run.sb.stats.tag_requests  # every request sent was answered and recorded
+    assert 0 < tags < len(run.keys)
 
 
-def test_second_sigint_exits_at_once(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_second_sigint_exits_at_once(scene: Callable[..., Scene]) -> None:
     """A second SIGINT does not wait for the grace period and leaves no unreadable file."""
-    sb = sandbox_factory(latency=0.01, slow_rate=0.2, slow_seconds=30.0)
-    keys = write_targets(sb.catalogue, tmp_path / "targets.txt")
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log, "--timeout", "60")
-    wait_for(lambda: any((out / "tags").glob("*.parquet")), 20, "a published file")
-    wait_for(lambda: sb.stats.in_flight > 0, 20, "a slow request in flight")
+    run = scene(latency=0.01, slow_rate=0.2, slow_seconds=30.0)
+    proc = run.start("--timeout", "60")
+    wait_for(lambda: any((run.out / "tags").glob("*.parquet")), 20, "a published file")
+    wait_for(lambda: run.sb.stats.in_flight > 0, 20, "a slow request in flight")
     proc.send_signal(signal.SIGINT)
-    wait_for(lambda: b"crawl.stopping" in log.read_bytes(), 10, "the first signal handled")
+    wait_for(lambda: b"crawl.stopping" in run.log.read_bytes(), 10, "the first signal handled")
     proc.send_signal(signal.SIGINT)
     code = finish(proc, 10)
     assert code == 1
-    assert b"crawl.stopping_now" in log.read_bytes()
-    assert stop_seconds(log) < GRACE_SECONDS  # the slow answers take 30 s
-    assert run_json(out)["complete"] is False
-    assert run_json(out)["stop_reason"] == "second signal"
-    assert not list(out.glob("*/.*.tmp"))
-    for path in out.glob("*/*.parquet"):
+    assert b"crawl.stopping_now" in run.log.read_bytes()
+    assert stop_seconds(run.log) < GRACE_SECONDS  # the slow answers take 30 s
+    assert run_json(run.out)["complete"] is False
+    assert run_json(run.out)["stop_reason"] == "second signal"
+    assert not list(run.out.glob("*/.*.tmp"))
+    for path in run.out.glob("*/*.parquet"):
         pq.read_table(path)
-    assert len(keys) > 0
+    assert len(run.keys) > 0
 
 
-def test_sigterm_while_reading_stdin_that_stays_open(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_sigterm_while_reading_stdin_that_stays_open(scene: Callable[..., Scene]) -> None:
     """Targets from a pipe whose writer stays open: SIGTERM still ends the run within seconds."""
-    sb = sandbox_factory()
-    keys = write_targets(sb.catalogue, tmp_path / "targets.txt")[:20]
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
-    proc = start_crawl(sb.url, "-", out, log, stdin=subprocess.PIPE)
+    run = scene()
+    proc = start_crawl(run.sb.url, "-", run.out, run.log, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     with proc.stdin:
-        proc.stdin.write(("\n".join(keys) + "\n").encode())
+        proc.stdin.write(("\n".join(run.keys[:20]) + "\n").encode())
         proc.stdin.flush()
         # The intake now waits in a read for more lines (a batch is 2048 or EOF).
-        wait_for(lambda: b"crawl.started" in log.read_bytes(), 20, "the crawl to start")
+        wait_for(lambda: b"crawl.started" in run.log.read_bytes(), 20, "the crawl to start")
         proc.send_signal(signal.SIGTERM)
         code = finish(proc, 10)
     assert code == 1
-    assert stop_seconds(log) < GRACE_SECONDS  # the read that waits for more lines is abandoned
-    report = run_json(out)
+    assert stop_seconds(run.log) < GRACE_SECONDS  # the read that waits for more lines is abandoned
+    report = run_json(run.out)
     assert report["complete"] is False
     assert report["stop_reason"] == "signal SIGTERM"
 
 
-def test_full_disk_fails_clearly_and_leaves_no_broken_file(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_full_disk_fails_clearly_and_leaves_no_broken_file(scene: Callable[..., Scene]) -> None:
     """A write that fails (file size limit, as a full disk) stops the run: exit 1, a clear
     message, no visible broken .parquet, a summary that counts only the published rows;
     --resume on a healthy disk then completes."""
-    sb = sandbox_factory()
-    keys = write_targets(sb.catalogue, tmp_path / "targets.txt")
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
+    run = scene()
 
     def small_files() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (24_000, 24_000))
 
-    proc = start_crawl(
-        sb.url,
-        str(tmp_path / "targets.txt"),
-        out,
-        log,
+    proc = run.start(
         "--commit-seconds",
         "30",
         *("--log-format", "console"),  # the summary on stderr, in the log, beside the messages
         preexec=small_files,
     )
     code = finish(proc, 30)
-    text = log.read_text()
+    text = run.log.read_text()
     assert code == 1, text[-2000:]
     assert "cannot write the output" in text
     assert "File too large" in text
-    assert not list(out.glob("*/*.tmp"))
-    for path in out.glob("*/*.parquet"):
+    assert not list(run.out.glob("*/*.tmp"))
+    for path in run.out.glob("*/*.parquet"):
         pq.read_table(path)
-    assert run_json(out)["complete"] is False
-    published = sum(pq.read_metadata(p).num_rows for p in out.glob("tags/*.parquet"))
-    assert run_json(out)["counts"]["ok"] == published
+    assert run_json(run.out)["complete"] is False
+    published = sum(pq.read_metadata(p).num_rows for p in run.out.glob("tags/*.parquet"))
+    assert run_json(run.out)["counts"]["ok"] == published
     (summary,) = (line for line in text.splitlines() if line.startswith("  targets "))
     assert f": ok {published}, " in summary, summary
     assert "not published: ok " in text
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
+    proc = run.start()
     assert finish(proc, 60) == 0
-    check_output(out, keys)
+    check_output(run.out, run.keys)
 
 
-def test_cli_bad_token_message_then_resume_finishes(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_cli_bad_token_message_then_resume_finishes(scene: Callable[..., Scene]) -> None:
     """A refused token: stderr says authentication failed, which method and how to fix, exit 1;
     --resume with the good token then records every target exactly once."""
-    sb = sandbox_factory(latency=0.005)
-    keys = write_targets(sb.catalogue, tmp_path / "targets.txt")
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log, token="expired")
+    run = scene(latency=0.005)
+    proc = run.start(token="expired")
     assert finish(proc, 30) == 1
-    text = log.read_text()
+    text = run.log.read_text()
     assert "authentication failed (token)" in text
     assert "SWR_AUTH_TOKEN" in text
     assert "--resume" in text
-    assert sb.stats.tag_requests <= CONCURRENCY
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
+    assert run.sb.stats.tag_requests <= CONCURRENCY
+    proc = run.start()
     assert finish(proc, 60) == 0
-    check_output(out, keys)
+    check_output(run.out, run.keys)
 
 
-def test_sighup_stops_like_sigterm(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_sighup_stops_like_sigterm(scene: Callable[..., Scene]) -> None:
     """SIGHUP (a closed terminal) is a graceful stop: run.json ended, published files, exit 1."""
-    sb = sandbox_factory(latency=0.05)
-    write_targets(sb.catalogue, tmp_path / "targets.txt")
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log)
-    wait_for(lambda: any((out / "tags").glob("*.parquet")), 20, "a published file")
+    run = scene(latency=0.05)
+    proc = run.start()
+    wait_for(lambda: any((run.out / "tags").glob("*.parquet")), 20, "a published file")
     proc.send_signal(signal.SIGHUP)
     assert finish(proc, 20) == 1
-    report = run_json(out)
+    report = run_json(run.out)
     assert report["stop_reason"] == "signal SIGHUP"
     assert report["ended_at"] is not None
     assert report["complete"] is False
 
 
-def test_sigterm_during_a_retry_after_pause_stops_at_once(
-    tmp_path: Path, sandbox_factory: Callable[..., RunningSandbox]
-) -> None:
+def test_sigterm_during_a_retry_after_pause_stops_at_once(scene: Callable[..., Scene]) -> None:
     """Every request answered 429 Retry-After: 30: nothing is in flight during the pause,
     so SIGTERM ends the run without waiting out the 5 s grace."""
-    sb = sandbox_factory(retry_after_rate=1.0, retry_after_seconds=30.0)
-    write_targets(sb.catalogue, tmp_path / "targets.txt")
-    out, log = tmp_path / "out", tmp_path / "crawl.log"
-    proc = start_crawl(sb.url, str(tmp_path / "targets.txt"), out, log, "--backoff-max", "30")
-    wait_for(lambda: b"crawl.paused" in log.read_bytes(), 20, "a Retry-After pause")
+    run = scene(retry_after_rate=1.0, retry_after_seconds=30.0)
+    proc = run.start("--backoff-max", "30")
+    wait_for(lambda: b"crawl.paused" in run.log.read_bytes(), 20, "a Retry-After pause")
     proc.send_signal(signal.SIGTERM)
     assert finish(proc, 20) == 1
-    assert stop_seconds(log) < GRACE_SECONDS / 2
-    assert run_json(out)["stop_reason"] == "signal SIGTERM"
+    assert stop_seconds(run.log) < GRACE_SECONDS / 2
+    assert run_json(run.out)["stop_reason"] == "signal SIGTERM"
 
 
 def test_sigterm_stops_a_read_of_dev_zero(
