@@ -281,12 +281,14 @@ def figures(scenario: Throughput, results: dict[str, Any]) -> list[dict[str, Any
         out.append(figure(name, value, target, at_most=at_most))
 
     if scenario.name == "cpu":
-        if SDK_THREADS in results:
-            add("swr-crawler / SDK thread pool", ours / results[SDK_THREADS]["rows_per_second"], 5)
-        if SDK_ASYNC in results:
-            add("swr-crawler / SDK async client", ours / results[SDK_ASYNC]["rows_per_second"], 5)
-        if CEILING in results:
-            add("swr-crawler / aiohttp ceiling", ours / results[CEILING]["rows_per_second"], 0.7)
+        speed = {name: results[name]["rows_per_second"] for name in results}
+        for other, name, target in (
+            (SDK_THREADS, "swr-crawler / SDK thread pool", 5),
+            (SDK_ASYNC, "swr-crawler / SDK async client", 5),
+            (CEILING, "swr-crawler / aiohttp ceiling", 0.7),
+        ):
+            if other in speed:
+                add(name, ours / speed[other], target)
         cpu = {name: results[name]["cpu_per_10k_rows"] for name in results}
         if CRAWLER_UVLOOP in cpu:
             # Informational: what uvloop saves (below 1 is a win), same run, alternating.
@@ -295,20 +297,12 @@ def figures(scenario: Throughput, results: dict[str, Any]) -> list[dict[str, Any
                 cpu[CRAWLER_UVLOOP] / cpu[CRAWLER],
                 None,
             )
-        if CEILING in cpu:
-            add(
-                "swr-crawler (asyncio loop) CPU a row / ceiling's",
-                cpu[CRAWLER] / cpu[CEILING],
-                1.1,
-                at_most=True,
-            )
-            if CRAWLER_UVLOOP in cpu:
-                add(
-                    "swr-crawler (uvloop) CPU a row / ceiling's",
-                    cpu[CRAWLER_UVLOOP] / cpu[CEILING],
-                    1.0,
-                    at_most=True,
-                )
+        for crawler, name, target in (
+            (CRAWLER, "swr-crawler (asyncio loop) CPU a row / ceiling's", 1.1),
+            (CRAWLER_UVLOOP, "swr-crawler (uvloop) CPU a row / ceiling's", 1.0),
+        ):
+            if CEILING in cpu and crawler in cpu:
+                add(name, cpu[crawler] / cpu[CEILING], target, at_most=True)
     elif scenario.name == "one-off" and SDK_THREADS in results:
         walls = {name: results[name]["wall_seconds"] for name in results}
         add("SDK thread pool wall / swr-crawler wall", walls[SDK_THREADS] / walls[CRAWLER], 5)
