@@ -54,6 +54,7 @@ from crawler.crawl.lister import (
     ListingStopped,
     TagPage,
 )
+from crawler.crawl.workers import worker_group
 from crawler.errors import RunStopping
 from crawler.output.normalize import API_FIELDS, tag_row_of
 from crawler.targets import Target, validate
@@ -173,17 +174,12 @@ class Discoverer:
             except ListingStopped:
                 return
             self.stats.namespaces = len(names)
-            repos_send, repos_receive = anyio.create_memory_object_stream[tuple[str, str]](
-                self._concurrency * 4
+            listers = worker_group(
+                self._tag_lister, send, workers=self._concurrency, buffer=self._concurrency * 4
             )
-            async with anyio.create_task_group() as tg:
-                self._scope = tg.cancel_scope
-                async with repos_receive:
-                    for _ in range(self._concurrency):
-                        tg.start_soon(self._tag_lister, repos_receive.clone(), send.clone())
-                async with repos_send:
-                    for namespace in names:
-                        await self._list_repositories(namespace, repos_send, send)
+            async with listers as (repos_send, self._scope):  # _refuse cancels the scope
+                for namespace in names:
+                    await self._list_repositories(namespace, repos_send, send)
         if self._refused is not None:
             raise self._refused
         log.info("discover.finished", **self.stats.as_dict())

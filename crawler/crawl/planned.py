@@ -41,6 +41,7 @@ from crawler.crawl.discover import page_items
 from crawler.crawl.intake import Batch, Intake, Listed
 from crawler.crawl.lister import Lister, ListingFailed, ListingStopped
 from crawler.crawl.plan import Group, Spill, WantedTags, should_list
+from crawler.crawl.workers import worker_group
 from crawler.errors import RunStopping
 from crawler.targets import Target
 
@@ -138,18 +139,13 @@ class PlannedSource:
                 await anyio.to_thread.run_sync(_add_all, spill, targets)
         log.info("plan.spilled", targets=spill.targets)
         groups = await anyio.to_thread.run_sync(spill.groups)
-        jobs_send, jobs_receive = anyio.create_memory_object_stream[tuple[Group, bool]](
-            self._concurrency * 2
+        workers = worker_group(
+            self._worker, send, workers=self._concurrency, buffer=self._concurrency * 2
         )
-        async with anyio.create_task_group() as tg:
-            self._scope = tg.cancel_scope
-            async with jobs_receive:
-                for _ in range(self._concurrency):
-                    tg.start_soon(self._worker, jobs_receive.clone(), send.clone())
-            async with jobs_send:
-                while chunk := await anyio.to_thread.run_sync(_take, groups, GROUPS_PER_READ):
-                    for group in chunk:
-                        await jobs_send.send((group, await self._decide(group)))
+        async with workers as (jobs_send, self._scope):  # _refuse cancels the scope
+            while chunk := await anyio.to_thread.run_sync(_take, groups, GROUPS_PER_READ):
+                for group in chunk:
+                    await jobs_send.send((group, await self._decide(group)))
         log.info("plan.finished", **self.stats.as_dict())
 
     def _refuse(self, exc: RunStopping) -> None:
