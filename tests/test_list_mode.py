@@ -16,7 +16,7 @@ from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.lists import list_repository_tags_v3, listed_without_manifest
 from crawler.sandbox.server import SandboxConfig, Stats, running_sandbox
-from tests.e2e_helpers import crawl
+from tests.e2e_helpers import catalogue_keys, crawl
 
 TOKEN = "list-mode-token"
 
@@ -123,7 +123,7 @@ async def test_empty_namespaces_and_repositories(tmp_path: Path) -> None:
     no error, a complete run."""
     config = sandbox(tag_counts=(3, 0, 2, 0), empty_namespaces=2)
     async with running_sandbox(config) as sb:
-        expected = {f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()}
+        expected = set(catalogue_keys(sb.catalogue))
     result, tags, errors, _, report = await discover_crawl(config, tmp_path / "out")
     assert set(rows_by_key(tags)) == expected
     assert len(expected) == 2 * (3 + 0 + 2 + 0)
@@ -160,7 +160,7 @@ async def test_a_page_failing_for_good_is_an_error_row_and_resume_lists_it_again
     async with running_sandbox(base) as sb:
         namespace = sb.catalogue.namespaces()[0]
         broken = sb.catalogue.repositories(namespace)[1]
-        everything = {f"{ns}/{repo}:{tag}" for ns, repo, tag in sb.catalogue.targets()}
+        everything = set(catalogue_keys(sb.catalogue))
     failing = sandbox(
         namespaces=1,
         repos_per_namespace=3,

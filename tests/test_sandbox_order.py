@@ -12,6 +12,7 @@ from crawler.sandbox.lists import (
     list_repository_tags_v2,
     list_repository_tags_v3,
 )
+from tests.e2e_helpers import catalogue_keys
 
 CATALOGUE = Catalogue(seed=4, namespaces=2, repos_per_namespace=3, tags_per_repo=40)
 NS = CATALOGUE.namespaces()[0]
@@ -92,7 +93,7 @@ def test_tag_counts_cycle_over_repositories() -> None:
     sizes = [3, 0, 1200, 3]
     assert len(catalogue) == 2 * sum(sizes)
     assert len(list(catalogue.targets())) == len(catalogue)
-    keys = {f"{ns}/{repo}:{tag}" for ns, repo, tag in catalogue.targets()}
+    keys = set(catalogue_keys(catalogue))
     assert len(keys) == len(catalogue)
     ids = set()
     for namespace in catalogue.namespaces():
