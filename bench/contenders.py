@@ -19,6 +19,9 @@ are for swr-crawler).
   only send the request and discard the answer. It signs every request (the
   sandbox then does the same work as for the others) with
   :func:`crawler.http.signer.sign`, a pure function of the request.
+* ``aiohttp-json``: the same loop, but it keeps what it fetched: each 200's
+  body parsed with orjson and the object kept in a list, the least a script
+  that wants the data does (no manifest facts, no Parquet).
 
 None of them retries or paces itself: they are what a straightforward script
 does, so a rate-limited server answers them with 429s, which are counted.
@@ -33,9 +36,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
@@ -170,9 +174,12 @@ def run_sdk_async(endpoint: str, targets: list[tuple[str, str, str]], window: in
     return tally
 
 
-def run_aiohttp(endpoint: str, targets: list[tuple[str, str, str]], concurrency: int) -> Tally:
-    """The ceiling: signed GETs, answers read and discarded."""
+def run_aiohttp(
+    endpoint: str, targets: list[tuple[str, str, str]], concurrency: int, *, keep: bool = False
+) -> Tally:
+    """The ceiling: signed GETs, answers read and discarded (``keep``: parsed and kept)."""
     import aiohttp
+    import orjson
 
     from crawler.http.signer import sign
 
@@ -180,6 +187,7 @@ def run_aiohttp(endpoint: str, targets: list[tuple[str, str, str]], concurrency:
     host = urlsplit(endpoint).netloc
     base = {"Content-Type": "application/json", "User-Agent": "bench-ceiling"}
     tally = Tally()
+    kept: list[Any] = []
 
     async def main() -> None:
         queue = iter(targets)
@@ -191,8 +199,10 @@ def run_aiohttp(endpoint: str, targets: list[tuple[str, str, str]], concurrency:
                     path = f"/v2/manage/namespaces/{namespace}/repos/{repository}/tags/{tag}"
                     headers = sign(ak, sk, "GET", host, path, (), base, b"", datetime.now(UTC))
                     async with session.get(endpoint + path, headers=headers) as response:
-                        await response.read()
+                        body = await response.read()
                         tally.count(response.status)
+                        if keep and response.status == 200:
+                            kept.append(orjson.loads(body))
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -200,10 +210,11 @@ def run_aiohttp(endpoint: str, targets: list[tuple[str, str, str]], concurrency:
     return tally
 
 
-RUNNERS = {
+RUNNERS: dict[str, Callable[[str, list[tuple[str, str, str]], int], Tally]] = {
     "sdk-threads": run_sdk_threads,
     "sdk-async": run_sdk_async,
     "aiohttp": run_aiohttp,
+    "aiohttp-json": partial(run_aiohttp, keep=True),
 }
 
 
