@@ -10,6 +10,7 @@ Options: ``--quick`` (smaller catalogues, one run), ``--scenario NAME``
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 
 import orjson
 
+import crawler
 from bench.inventory import Inventory, inventory_scenario, run_inventory
 from bench.scenarios import (
     CONTENDERS,
@@ -36,6 +38,18 @@ from bench.scenarios import (
 )
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def byte_compile() -> None:
+    """Byte-compile the crawler and the bench's contenders, as installing a wheel does.
+
+    Where PYTHONDONTWRITEBYTECODE is set (this machine's environment does), an editable
+    install never caches bytecode, so every spawned crawler would compile each module
+    from source again: 40% more instructions to the first request, measured, a cost
+    no installed user pays and that only ours would (the SDKs are installed compiled).
+    """
+    for package in (Path(crawler.__file__).parent, Path(__file__).parent):
+        compileall.compile_dir(package, quiet=1)
 
 
 def machine() -> dict[str, Any]:
@@ -144,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    byte_compile()
     started = time.monotonic()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
