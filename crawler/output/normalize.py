@@ -478,7 +478,8 @@ def tag_row_of(
 
 def _extra(data: dict[str, object]) -> str | None:
     """The undocumented fields of an answer as a JSON object (in the order sent); None if none."""
-    unknown = data.keys() - API_FIELDS
-    if not unknown:
+    if API_FIELDS.issuperset(data):  # the usual answer: no set built to learn that
         return None
-    return orjson.dumps({key: value for key, value in data.items() if key in unknown}).decode()
+    return orjson.dumps(
+        {key: value for key, value in data.items() if key not in API_FIELDS}
+    ).decode()
