@@ -181,6 +181,9 @@ def test_dead_endpoint_stops_early_and_resumes(tmp_path: Path, refusing: Refusin
         out = tmp_path / "out"
         common = ["crawl", "--targets", str(targets), "--out", str(out), "--rate", "0"]
         common += ["--concurrency", "4", "--backoff-initial", "0.01", "--backoff-max", "0.02"]
+        # More attempts than the dead-endpoint threshold: no target can use up its own
+        # attempts (and be recorded as `network`) before the run has seen 20 failures.
+        common += ["--max-attempts", str(UNREACHABLE_AFTER + 1)]
         env = {"SWR_AUTH_TOKEN": TOKEN}
         dead = CliRunner().invoke(
             cli, [*common, "--endpoint", f"http://127.0.0.1:{refusing.port}"], env=env
