@@ -564,12 +564,12 @@ class _Run:
 
     def _metrics(self, report: RunReport | None = None) -> RunMetrics:
         """The metrics as of now; at the end, with the run's outcome."""
+        from crawler.run.metrics import snapshot
+
         ended = report is not None and report.ended_at is not None
         succeeded = ended and report is not None and report.exit_code == 0
         if succeeded:
             self.last_success = time.time()
-        from crawler.run.metrics import snapshot
-
         return snapshot(
             self.stats,
             complete=bool(ended and report is not None and report.complete),
