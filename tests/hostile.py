@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -157,16 +158,20 @@ def _app(state: Hostile) -> web.Application:
 
 
 @asynccontextmanager
-async def running_hostile(state: Hostile | None = None) -> AsyncIterator[Hostile]:
-    """The hostile server on 127.0.0.1 in this event loop; ``.url`` is its endpoint."""
+async def running_hostile(
+    state: Hostile | None = None, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Hostile]:
+    """The hostile server on 127.0.0.1 in this event loop; ``.url`` is its endpoint
+    (``https://`` when ``tls`` is given)."""
     state = state or Hostile()
     # handler_cancellation: a handler whose client hung up (a stalled login the
     # crawler gave up on, a stream it stopped reading) ends at once.
     runner = web.AppRunner(_app(state), handle_signals=False, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    scheme = "https" if tls else "http"
+    state.url = f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
     try:
         yield state
     finally:

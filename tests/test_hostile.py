@@ -335,6 +335,24 @@ async def test_http_proxy_from_the_environment_is_used(
     assert proxy.seen_paths == ["/v2/manage/namespaces/ns/repos/repo/tags/ok"]
 
 
+async def test_an_http_endpoint_through_an_https_proxy_verifies_the_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY=https://...: the TLS to the proxy trusts SSL_CERT_FILE like an https
+    endpoint's does, for an endpoint that is itself plain http."""
+    for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed_certificate(tmp_path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    async with running_hostile(tls=context) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        outcome = await crawl("http://swr-api.proxied.invalid", ["ns/repo:ok"], tmp_path / "out")
+    assert outcome.errors.num_rows == 0, outcome.errors.column("error_msg").to_pylist()
+    assert outcome.tags.num_rows == 1
+    assert proxy.seen_paths == ["/v2/manage/namespaces/ns/repos/repo/tags/ok"]
+
+
 async def test_no_proxy_bypasses_the_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A host named in NO_PROXY is reached directly, not through HTTP_PROXY."""
     for name in ("no_proxy", "http_proxy"):

@@ -100,13 +100,16 @@ class Transport:
         if query:
             target = target.with_query(list(query))
         proxy = self._proxy_for(target)
+        proxy_scheme = proxy[0].scheme if proxy else None
         try:
             async with self._session.request(
                 method,
                 target,
                 headers=headers,
                 data=body or None,
-                ssl=self._tls_context() if target.scheme == "https" else True,
+                # aiohttp also builds the TLS to an https proxy from this setting, so a
+                # plain-http endpoint behind one needs our context too.
+                ssl=self._tls_context() if "https" in (target.scheme, proxy_scheme) else True,
                 allow_redirects=False,
                 proxy=proxy[0] if proxy else None,
                 proxy_auth=proxy[1] if proxy else None,
