@@ -542,6 +542,33 @@ def test_tag_row_keys_are_the_schema_columns_in_order() -> None:
     assert tuple(_row(b"{}")) == TAGS_COLUMNS
 
 
+def test_tag_row_puts_each_field_in_its_own_column() -> None:
+    """Each documented field, given a value no other field has, lands in the column of its
+    name (the row is built positionally: two swapped fields would show here)."""
+    texts = {name: f"{name}-value" for name in ("image_id", "digest", "path", "internal_path")}
+    numbers = {"id": 11, "repo_id": 12, "schema": 13, "tag_type": 14, "size": 15}
+    body = _body(
+        **texts,
+        **numbers,
+        domain_id=16,
+        is_trusted=True,
+        created="2024-01-02T03:04:05Z",
+        updated="2025-06-07T08:09:10Z",
+        manifest=DOCKER_V2,
+    )
+    row = _row(body)
+    assert {name: row[name] for name in texts} == texts
+    assert {name: row[name] for name in numbers} == numbers
+    assert (row["domain_id"], row["is_trusted"]) == ("16", True)
+    assert row["created"] == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert row["updated"] == datetime(2025, 6, 7, 8, 9, 10, tzinfo=UTC)
+    assert row["manifest"] == DOCKER_V2
+    assert row["manifest_media_type"] == DOCKER_V2_FACTS.media_type
+    assert row["config_digest"] == DOCKER_V2_FACTS.config_digest
+    assert (row["layer_count"], row["layers_size"]) == (2, 1303040)
+    assert (row["fetched_at"], row["attempts"], row["extra"]) == (FETCHED_AT, 1, None)
+
+
 def test_tag_row_target_comes_from_arguments_not_body() -> None:
     """namespace/repository/tag are the target's (repository with '/'), whatever the body says."""
     body = _body(tag="other", namespace="evil", repository="x$y")

@@ -113,7 +113,7 @@ def check_signature(
     if OfficialSigner is not None:
         expected_names, expected = _official_signature(ak, sk, signed)
     else:
-        canonical, expected_names = signer.canonical_request(*signed)
+        canonical, expected_names = signer.canonical_request(**signed._asdict())
         expected = signer.signature(sk, date, canonical)
     if expected_names != names or not secrets.compare_digest(expected, received):
         return SIGNATURE_DENIED
