@@ -405,14 +405,14 @@ def _output_summary(out_dir: Any) -> list[str]:
 
     import pyarrow as pa
 
-    from crawler.report.summary import load_summary
+    from crawler.report.summary import load_short_summary
     from crawler.report.text import short_lines
 
     out = Path(out_dir)
     if not (out / "tags").is_dir() and not (out / "errors").is_dir():
         return []  # a --dataset run's staging directory, already published and gone
     try:
-        return short_lines(load_summary(out))
+        return short_lines(load_short_summary(out))
     except (OSError, pa.ArrowException) as exc:
         return [f"output: cannot summarise ({str(exc).splitlines()[0][:200]})"]
 

@@ -11,13 +11,22 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 from crawler.report.html import render_html
-from crawler.report.summary import ERROR_COLUMNS, NO_DATE, TAG_COLUMNS, load_summary, summarize
+from crawler.report.summary import (
+    ERROR_COLUMNS,
+    NO_DATE,
+    TAG_COLUMNS,
+    Summary,
+    load_short_summary,
+    load_summary,
+    summarize,
+)
 from crawler.report.text import full_lines, human_bytes, short_lines
 from crawler.sandbox.server import SandboxConfig, running_sandbox
 from tests.browser import find_chromium, load_page
@@ -184,6 +193,56 @@ def test_report_command_matches_the_parquet_files(crawled: Path) -> None:
     assert any(line.split()[:2] == ["invalid_target", "1"] for line in lines)
 
 
+#: The fields the end of a crawl prints, which :func:`load_short_summary` fills.
+SHORT_FIELDS = (
+    "tags",
+    "images",
+    "bytes",
+    "errors",
+    "namespaces",
+    "by_schema",
+    "manifest_lists",
+    "error_kinds",
+)
+
+
+def short_fields(summary: Summary) -> dict[str, Any]:
+    return {name: getattr(summary, name) for name in SHORT_FIELDS}
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 65_536])
+def test_the_short_summary_read_in_batches_equals_the_whole_tables(
+    tmp_path: Path, batch_rows: int
+) -> None:
+    """Two files, digests shared within and across them, a namespace and a repository in
+    both, null digests, sizes at the int64 limit: read a few rows at a time, the end of a
+    crawl's figures are the ones the whole-table summary gives."""
+    shared = {"digest": "sha256:" + "ab" * 32}
+    first = [
+        tag("a/x:1", **shared, size=MAX),
+        tag("a/x:2", **shared, size=MAX),
+        tag("a/y:1", tag_type=1, schema=2),
+        tag("b/z:1", digest=None, schema=1),
+    ]
+    second = [
+        tag("a/x:3", **shared),
+        tag("a/w:1", size=None),
+        tag("c/v:1", tag_type=1),
+    ]
+    errors = [{"error_kind": "not_found", "http_status": 404}, {"error_kind": "timeout"}]
+    for name, rows in (("tags", first), ("tags", second), ("errors", errors)):
+        (tmp_path / name).mkdir(exist_ok=True)
+        table = tables(rows)[0] if name == "tags" else tables([], rows)[1]
+        pq.write_table(
+            table, tmp_path / name / f"part-{len(list((tmp_path / name).iterdir()))}.parquet"
+        )
+    whole = summarize(*tables(first + second, errors), as_of=AS_OF)
+    short = load_short_summary(tmp_path, batch_rows=batch_rows)
+    assert short_fields(short) == short_fields(whole)
+    assert (short.images, short.tags, short.namespaces[0].repositories) == (4, 7, 3)
+    assert short_lines(short) == short_lines(whole)
+
+
 def test_report_refuses_a_directory_that_is_no_output(tmp_path: Path) -> None:
     """A folder without tags/ or errors/ is a one-line error, exit 2."""
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
@@ -261,3 +320,4 @@ def test_extreme_sizes_from_a_server_add_up_exactly(tmp_path: Path) -> None:
     expected = anyio.run(run)
     assert expected > 2**63  # at least one extreme size is in there
     assert load_summary(out).bytes == expected
+    assert load_short_summary(out, batch_rows=7).bytes == expected

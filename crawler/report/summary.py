@@ -11,7 +11,9 @@ exactly instead of wrapping round.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
+from crawler.targets.dedup import SeenSet
 
 TAG_COLUMNS = (
     "namespace",
@@ -138,6 +141,97 @@ def load_summary(out: Path, *, as_of: datetime | None = None) -> Summary:
     return summarize(tags, errors, as_of=as_of)
 
 
+#: Rows a batch when :func:`load_short_summary` reads an output.
+SHORT_BATCH_ROWS = 16_384
+
+
+def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summary:
+    """What the end of a crawl prints (counts, bytes, namespaces, schemas, manifest
+    lists, error kinds), read ``batch_rows`` at a time.
+
+    Memory is one batch plus 16 bytes for each distinct digest and each repository
+    (exact counts, kept as 64-bit hashes), whatever the size of the output:
+    :func:`load_summary` holds every row's columns at once (about 1 KB a tag with the
+    compute's intermediates), too much for the end of a crawl of a million targets.
+    The other fields of the :class:`Summary` are left empty.
+    """
+    summary = Summary()
+    digests, repositories = SeenSet(), SeenSet()
+    namespaces: dict[str, list[int]] = {}  # namespace -> [tags, repositories, bytes]
+    schemas: SchemaCounts = Counter()
+    for batch in _batches(out / "tags", TAGS_SCHEMA, _SHORT_TAG_COLUMNS, batch_rows):
+        summary.tags += batch.num_rows
+        sizes = pc.cast(batch["size"], _BIG)
+        summary.bytes += _as_int(pc.sum(sizes).as_py())
+        table = pa.Table.from_batches([batch]).set_column(
+            batch.schema.get_field_index("size"), "size", sizes
+        )
+        for row in (
+            table.group_by("namespace").aggregate([("size", "sum"), ("tag", "count")]).to_pylist()
+        ):
+            line = namespaces.setdefault(row["namespace"], [0, 0, 0])
+            line[0] += int(row["tag_count"])
+            line[2] += _as_int(row["size_sum"])
+        for namespace, repository in zip(
+            *_unique_pairs(table, "namespace", "repository"), strict=True
+        ):
+            if repositories.add(f"{namespace}/{repository}"):
+                namespaces[namespace][1] += 1
+        for digest in pc.unique(batch["digest"].drop_null()).to_pylist():
+            summary.images += digests.add(digest)
+        _schema_counts(schemas, table)
+        summary.manifest_lists += pc.sum(pc.equal(batch["tag_type"], 1)).as_py() or 0
+    summary.namespaces = sorted(
+        (NamespaceLine(name, *counts) for name, counts in namespaces.items()),
+        key=lambda line: (-line.bytes, line.namespace),
+    )
+    summary.by_schema = _schema_labels(schemas)
+    kinds: Counter[str] = Counter()
+    for batch in _batches(out / "errors", ERRORS_SCHEMA, ("error_kind",), batch_rows):
+        summary.errors += batch.num_rows
+        _count_into(kinds, batch["error_kind"], missing="(none)")
+    summary.error_kinds = _most_first(kinds)
+    return summary
+
+
+_SHORT_TAG_COLUMNS = ("namespace", "repository", "tag", "digest", "schema", "tag_type", "size")
+
+
+def _batches(
+    directory: Path, schema: pa.Schema, columns: tuple[str, ...], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """``columns`` of the published files under ``directory`` (subfolders too, hidden and
+    ``_``-prefixed names skipped, as :func:`read_dataset`), ``batch_rows`` at a time.
+
+    One file open at a time, read without pyarrow.dataset's scanner (which keeps
+    batches of several files in flight).
+    """
+    import pyarrow.parquet as pq
+
+    wanted = pa.schema([schema.field(name) for name in columns])
+    for path in _published_files(directory):
+        with pq.ParquetFile(path) as part:
+            for batch in part.iter_batches(batch_size=batch_rows, columns=list(columns)):
+                yield batch.cast(wanted)
+
+
+def _published_files(directory: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        found += [
+            Path(root, name)
+            for name in sorted(files)
+            if name.endswith(".parquet") and not name.startswith((".", "_"))
+        ]
+    return found
+
+
+def _unique_pairs(table: pa.Table, first: str, second: str) -> tuple[list[Any], list[Any]]:
+    pairs = table.group_by([first, second]).aggregate([])
+    return pairs[first].to_pylist(), pairs[second].to_pylist()
+
+
 def summarize(tags: pa.Table, errors: pa.Table, *, as_of: datetime | None = None) -> Summary:
     """The summary of a ``tags`` and an ``errors`` table (the columns above). Pure."""
     summary = Summary(as_of=as_of or datetime.now(UTC))
@@ -181,10 +275,20 @@ def _references(tags: pa.Table) -> pa.Array:
 
 def _counts(values: pa.Array | pa.ChunkedArray, *, missing: str) -> dict[str, int]:
     """value -> occurrences, most frequent first (then by name)."""
-    counted = Counter[str]()
+    return _most_first(_count_into(Counter(), values, missing=missing))
+
+
+def _count_into(
+    counted: Counter[str], values: pa.Array | pa.ChunkedArray, *, missing: str
+) -> Counter[str]:
+    """Add the occurrences of each value in ``values`` to ``counted`` (None as ``missing``)."""
     for item in pc.value_counts(values).to_pylist():
         key = missing if item["values"] is None else str(item["values"])
         counted[key] += int(item["counts"])
+    return counted
+
+
+def _most_first(counted: Counter[str]) -> dict[str, int]:
     return dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -207,12 +311,30 @@ def _namespaces(tags: pa.Table) -> list[NamespaceLine]:
 _TAG_TYPES = {0: "manifest", 1: "manifest list"}
 
 
-def _by_schema(tags: pa.Table) -> dict[str, int]:
-    grouped = tags.group_by(["schema", "tag_type"]).aggregate([("tag", "count")])
+def _by_schema(tags: pa.Table | pa.RecordBatch) -> dict[str, int]:
+    return _schema_labels(_schema_counts(Counter(), tags))
+
+
+SchemaCounts = Counter[tuple[int | None, int | None]]
+
+
+def _schema_counts(counted: SchemaCounts, tags: pa.Table | pa.RecordBatch) -> SchemaCounts:
+    """Add the tags of each (schema, tag_type) in ``tags`` to ``counted``."""
+    table = tags if isinstance(tags, pa.Table) else pa.Table.from_batches([tags])
+    grouped = table.group_by(["schema", "tag_type"]).aggregate([("tag", "count")])
+    for row in grouped.to_pylist():
+        counted[row["schema"], row["tag_type"]] += int(row["tag_count"])
+    return counted
+
+
+def _schema_labels(counted: SchemaCounts) -> dict[str, int]:
+    """``"schema 2 manifest list"`` -> tags, by schema then tag type."""
     counts: dict[str, int] = {}
-    for row in sorted(grouped.to_pylist(), key=lambda r: (r["schema"] or 0, r["tag_type"] or 0)):
-        kind = _TAG_TYPES.get(row["tag_type"], f"tag type {row['tag_type']}")
-        counts[f"schema {row['schema']} {kind}"] = int(row["tag_count"])
+    for (schema, tag_type), count in sorted(
+        counted.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0)
+    ):
+        kind = _TAG_TYPES.get(tag_type, f"tag type {tag_type}")  # type: ignore[arg-type]
+        counts[f"schema {schema} {kind}"] = count
     return counts
 
 
