@@ -405,7 +405,7 @@ def _output_summary(out_dir: Any) -> list[str]:
 
     import pyarrow as pa
 
-    from crawler.report.summary import load_short_summary
+    from crawler.report.short import load_short_summary
     from crawler.report.text import short_lines
 
     out = Path(out_dir)

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from crawler.cli import cli
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
 from crawler.report.html import render_html
+from crawler.report.model import Summary
+from crawler.report.short import load_short_summary
 from crawler.report.summary import (
     ERROR_COLUMNS,
     NO_DATE,
     TAG_COLUMNS,
-    Summary,
-    load_short_summary,
     load_summary,
     summarize,
 )

@@ -13,7 +13,7 @@ from html import escape
 import leather
 
 from crawler import __version__
-from crawler.report.summary import Image, Summary
+from crawler.report.model import Image, Summary
 from crawler.report.text import IMAGE_HEADERS, human_bytes, image_rows, short_digest
 
 # leather is styled through its theme module; only this module draws with it.

@@ -11,10 +11,7 @@ exactly instead of wrapping round.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
-from crawler.targets.dedup import SeenSet
+from crawler.report.model import (
+    Image,
+    NamespaceLine,
+    SchemaCounts,
+    SharedDigest,
+    Summary,
+    most_first,
+    schema_labels,
+)
 
 TAG_COLUMNS = (
     "namespace",
@@ -58,69 +63,6 @@ NO_DATE = "no date"
 _BIG = pa.decimal128(38, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class NamespaceLine:
-    """One namespace: how many tags, repositories and bytes it holds."""
-
-    namespace: str
-    tags: int
-    repositories: int
-    bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    """One image (a digest), as the "oldest" and "largest" tables show it."""
-
-    digest: str
-    reference: str
-    """One ``namespace/repository:tag`` that points at it (the first in name order)."""
-    tags: int
-    size: int
-    created: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class SharedDigest:
-    """A digest that several tags point at."""
-
-    digest: str
-    tags: int
-    references: tuple[str, ...]
-    """A few of the tags (name order)."""
-
-
-@dataclass(slots=True)
-class Summary:
-    """Everything ``swr-crawler report`` shows; built by :func:`summarize`."""
-
-    tags: int = 0
-    images: int = 0
-    """Distinct digests."""
-    bytes: int = 0
-    errors: int = 0
-    namespaces: list[NamespaceLine] = field(default_factory=list)
-    """Largest first."""
-    by_schema: dict[str, int] = field(default_factory=dict)
-    """``"schema 2 manifest list"`` -> tags."""
-    media_types: dict[str, int] = field(default_factory=dict)
-    manifest_lists: int = 0
-    platforms: dict[str, int] = field(default_factory=dict)
-    """``os/arch[/variant]`` -> manifest lists that carry it."""
-    oldest: list[Image] = field(default_factory=list)
-    largest: list[Image] = field(default_factory=list)
-    shared: list[SharedDigest] = field(default_factory=list)
-    shared_total: int = 0
-    """How many digests are shared by more than one tag."""
-    ages: dict[str, int] = field(default_factory=dict)
-    """Tag age bucket (by ``created``) -> tags, in :data:`AGE_BUCKETS` order."""
-    error_kinds: dict[str, int] = field(default_factory=dict)
-    error_statuses: dict[str, int] = field(default_factory=dict)
-    """``"404"`` (or ``"none"`` when no answer came) -> error rows."""
-    as_of: datetime = field(default_factory=lambda: datetime.now(UTC))
-    """The moment ages are measured from."""
-
-
 def read_dataset(directory: Path, schema: pa.Schema, columns: tuple[str, ...]) -> pa.Table:
     """``columns`` of every published Parquet file under ``directory`` (subfolders too).
 
@@ -139,97 +81,6 @@ def load_summary(out: Path, *, as_of: datetime | None = None) -> Summary:
     tags = read_dataset(out / "tags", TAGS_SCHEMA, TAG_COLUMNS)
     errors = read_dataset(out / "errors", ERRORS_SCHEMA, ERROR_COLUMNS)
     return summarize(tags, errors, as_of=as_of)
-
-
-#: Rows a batch when :func:`load_short_summary` reads an output.
-SHORT_BATCH_ROWS = 16_384
-
-
-def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summary:
-    """What the end of a crawl prints (counts, bytes, namespaces, schemas, manifest
-    lists, error kinds), read ``batch_rows`` at a time.
-
-    Memory is one batch plus 16 bytes for each distinct digest and each repository
-    (exact counts, kept as 64-bit hashes), whatever the size of the output:
-    :func:`load_summary` holds every row's columns at once (about 1 KB a tag with the
-    compute's intermediates), too much for the end of a crawl of a million targets.
-    The other fields of the :class:`Summary` are left empty.
-    """
-    summary = Summary()
-    digests, repositories = SeenSet(), SeenSet()
-    namespaces: dict[str, list[int]] = {}  # namespace -> [tags, repositories, bytes]
-    schemas: SchemaCounts = Counter()
-    for batch in _batches(out / "tags", TAGS_SCHEMA, _SHORT_TAG_COLUMNS, batch_rows):
-        summary.tags += batch.num_rows
-        sizes = pc.cast(batch["size"], _BIG)
-        summary.bytes += _as_int(pc.sum(sizes).as_py())
-        table = pa.Table.from_batches([batch]).set_column(
-            batch.schema.get_field_index("size"), "size", sizes
-        )
-        for row in (
-            table.group_by("namespace").aggregate([("size", "sum"), ("tag", "count")]).to_pylist()
-        ):
-            line = namespaces.setdefault(row["namespace"], [0, 0, 0])
-            line[0] += int(row["tag_count"])
-            line[2] += _as_int(row["size_sum"])
-        for namespace, repository in zip(
-            *_unique_pairs(table, "namespace", "repository"), strict=True
-        ):
-            if repositories.add(f"{namespace}/{repository}"):
-                namespaces[namespace][1] += 1
-        for digest in pc.unique(batch["digest"].drop_null()).to_pylist():
-            summary.images += digests.add(digest)
-        _schema_counts(schemas, table)
-        summary.manifest_lists += pc.sum(pc.equal(batch["tag_type"], 1)).as_py() or 0
-    summary.namespaces = sorted(
-        (NamespaceLine(name, *counts) for name, counts in namespaces.items()),
-        key=lambda line: (-line.bytes, line.namespace),
-    )
-    summary.by_schema = _schema_labels(schemas)
-    kinds: Counter[str] = Counter()
-    for batch in _batches(out / "errors", ERRORS_SCHEMA, ("error_kind",), batch_rows):
-        summary.errors += batch.num_rows
-        _count_into(kinds, batch["error_kind"], missing="(none)")
-    summary.error_kinds = _most_first(kinds)
-    return summary
-
-
-_SHORT_TAG_COLUMNS = ("namespace", "repository", "tag", "digest", "schema", "tag_type", "size")
-
-
-def _batches(
-    directory: Path, schema: pa.Schema, columns: tuple[str, ...], batch_rows: int
-) -> Iterator[pa.RecordBatch]:
-    """``columns`` of the published files under ``directory`` (subfolders too, hidden and
-    ``_``-prefixed names skipped, as :func:`read_dataset`), ``batch_rows`` at a time.
-
-    One file open at a time, read without pyarrow.dataset's scanner (which keeps
-    batches of several files in flight).
-    """
-    import pyarrow.parquet as pq
-
-    wanted = pa.schema([schema.field(name) for name in columns])
-    for path in _published_files(directory):
-        with pq.ParquetFile(path) as part:
-            for batch in part.iter_batches(batch_size=batch_rows, columns=list(columns)):
-                yield batch.cast(wanted)
-
-
-def _published_files(directory: Path) -> list[Path]:
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        found += [
-            Path(root, name)
-            for name in sorted(files)
-            if name.endswith(".parquet") and not name.startswith((".", "_"))
-        ]
-    return found
-
-
-def _unique_pairs(table: pa.Table, first: str, second: str) -> tuple[list[Any], list[Any]]:
-    pairs = table.group_by([first, second]).aggregate([])
-    return pairs[first].to_pylist(), pairs[second].to_pylist()
 
 
 def summarize(tags: pa.Table, errors: pa.Table, *, as_of: datetime | None = None) -> Summary:
@@ -275,21 +126,11 @@ def _references(tags: pa.Table) -> pa.Array:
 
 def _counts(values: pa.Array | pa.ChunkedArray, *, missing: str) -> dict[str, int]:
     """value -> occurrences, most frequent first (then by name)."""
-    return _most_first(_count_into(Counter(), values, missing=missing))
-
-
-def _count_into(
-    counted: Counter[str], values: pa.Array | pa.ChunkedArray, *, missing: str
-) -> Counter[str]:
-    """Add the occurrences of each value in ``values`` to ``counted`` (None as ``missing``)."""
+    counted = Counter[str]()
     for item in pc.value_counts(values).to_pylist():
         key = missing if item["values"] is None else str(item["values"])
         counted[key] += int(item["counts"])
-    return counted
-
-
-def _most_first(counted: Counter[str]) -> dict[str, int]:
-    return dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+    return most_first(counted)
 
 
 def _namespaces(tags: pa.Table) -> list[NamespaceLine]:
@@ -308,34 +149,12 @@ def _namespaces(tags: pa.Table) -> list[NamespaceLine]:
     return sorted(lines, key=lambda line: (-line.bytes, line.namespace))
 
 
-_TAG_TYPES = {0: "manifest", 1: "manifest list"}
-
-
-def _by_schema(tags: pa.Table | pa.RecordBatch) -> dict[str, int]:
-    return _schema_labels(_schema_counts(Counter(), tags))
-
-
-SchemaCounts = Counter[tuple[int | None, int | None]]
-
-
-def _schema_counts(counted: SchemaCounts, tags: pa.Table | pa.RecordBatch) -> SchemaCounts:
-    """Add the tags of each (schema, tag_type) in ``tags`` to ``counted``."""
-    table = tags if isinstance(tags, pa.Table) else pa.Table.from_batches([tags])
-    grouped = table.group_by(["schema", "tag_type"]).aggregate([("tag", "count")])
+def _by_schema(tags: pa.Table) -> dict[str, int]:
+    grouped = tags.group_by(["schema", "tag_type"]).aggregate([("tag", "count")])
+    counted: SchemaCounts = Counter()
     for row in grouped.to_pylist():
         counted[row["schema"], row["tag_type"]] += int(row["tag_count"])
-    return counted
-
-
-def _schema_labels(counted: SchemaCounts) -> dict[str, int]:
-    """``"schema 2 manifest list"`` -> tags, by schema then tag type."""
-    counts: dict[str, int] = {}
-    for (schema, tag_type), count in sorted(
-        counted.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0)
-    ):
-        kind = _TAG_TYPES.get(tag_type, f"tag type {tag_type}")  # type: ignore[arg-type]
-        counts[f"schema {schema} {kind}"] = count
-    return counts
+    return schema_labels(counted)
 
 
 def _images(tags: pa.Table) -> pa.Table:
