@@ -23,7 +23,7 @@ from crawler.report.model import NamespaceLine, SchemaCounts, Summary, most_firs
 from crawler.targets.dedup import SeenSet
 
 #: Rows read at a time.
-SHORT_BATCH_ROWS = 16_384
+SHORT_BATCH_ROWS = 4_096
 
 _TAG_COLUMNS = ("namespace", "repository", "digest", "schema", "tag_type", "size")
 
