@@ -19,11 +19,12 @@ from __future__ import annotations
 import shutil
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.harness import SandboxSpec, run_crawl, sandbox
+from bench.scenarios import figure
 
 RATE = 20.0
 
@@ -47,11 +48,8 @@ def inventory_scenario(quick: bool) -> Inventory:
     else:
         counts = (2500, 300, 150, 1200, 100, 50, 400, 200, 80, 20)
         spec = SandboxSpec(namespaces=4, repos=10, tags=1, tag_counts=counts)
-    limited = SandboxSpec(
-        namespaces=spec.namespaces,
-        repos=spec.repos,
-        tags=spec.tags,
-        tag_counts=spec.tag_counts,
+    limited = replace(
+        spec,
         rate_limit=RATE,
         # A per-minute quota tolerates a second's burst; this is stricter still.
         rate_burst=int(RATE),
@@ -149,37 +147,31 @@ def inventory_figures(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     def ratio(slow: str, fast: str, key: str) -> float:
         return float(runs[slow][key]) / max(float(runs[fast][key]), 1e-9)
 
-    figures = []
-    for name, value, target in (
-        (
+    figures = [
+        figure(
             "discover: detail / list requests",
             ratio("discover detail", "discover list", "requests"),
             100,
         ),
-        (
+        figure(
             "discover: detail / list wall time",
             ratio("discover detail", "discover list", "wall"),
             50,
         ),
-        (
+        figure(
             "targets: detail / auto requests",
             ratio("targets detail", "targets auto", "requests"),
             None,
         ),
-        ("targets: detail / auto wall time", ratio("targets detail", "targets auto", "wall"), None),
-    ):
-        met = None if target is None else value >= target
-        figures.append({"figure": name, "value": value, "target": target, "met": met})
+        figure(
+            "targets: detail / auto wall time",
+            ratio("targets detail", "targets auto", "wall"),
+            None,
+        ),
+    ]
     same = all(
         runs[a]["rows"] == runs[b]["rows"] and runs[a]["errors"] == runs[b]["errors"]
         for a, b in (("discover list", "discover detail"), ("targets auto", "targets detail"))
     )
-    figures.append(
-        {
-            "figure": "same rows and errors in both modes",
-            "value": float(same),
-            "target": 1,
-            "met": same,
-        }
-    )
+    figures.append(figure("same rows and errors in both modes", float(same), 1))
     return figures

@@ -187,8 +187,7 @@ def config_show(config_path: str | None, as_json: bool, **flags: Any) -> None:
     from crawler.config import resolve
     from crawler.http.credentials import CREDENTIAL_VARIABLES
 
-    if not flags.get("namespaces"):
-        flags["namespaces"] = None
+    _unset_empty_multiples(flags)
     try:
         given = resolve(flags, config_path=config_path)
     except ConfigError as exc:

@@ -387,7 +387,7 @@ def resolve(
     )
     for name, value in flags.items():
         if value is not None:
-            given[name] = (_coerce(name, value, f"--{name.replace('_', '-')}"), "flag")
+            given[name] = (_coerce(name, value, flag_name(name)), "flag")
     return given
 
 

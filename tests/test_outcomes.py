@@ -330,6 +330,20 @@ def test_config_show_names_each_source_and_no_secret(tmp_path: Path) -> None:
     assert "very-secret-token" not in result.output
 
 
+def test_config_show_takes_repeatable_settings_from_the_environment() -> None:
+    """An unused repeatable flag (--repository, --tag) leaves SWR_REPOSITORIES / SWR_TAGS in
+    force in config show, as in a crawl: click's empty () is not a flag's value."""
+    result = CliRunner().invoke(
+        cli,
+        ["config", "show", "--json"],
+        env={"SWR_REPOSITORIES": "app*", "SWR_TAGS": "v1*"},
+    )
+    assert result.exit_code == 0, result.output
+    entries = {e["name"]: e for e in json.loads(result.output)["settings"]}
+    assert entries["repositories"]["source"] == "SWR_REPOSITORIES"
+    assert entries["tags"]["source"] == "SWR_TAGS"
+
+
 def test_a_crawl_ends_with_the_short_report(tmp_path: Path) -> None:
     """The end of a crawl prints what the output holds (tags, bytes, namespaces, errors)."""
     targets = tmp_path / "t.txt"

@@ -17,10 +17,13 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.report.model import NamespaceLine, SchemaCounts, Summary, most_first, schema_labels
 from crawler.targets.dedup import SeenSet
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 #: Rows read at a time.
 SHORT_BATCH_ROWS = 4_096
@@ -34,8 +37,9 @@ def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summ
     import pyarrow.parquet as pq
 
     summary = Summary()
-    tag_files = _published_files(out / "tags")
-    expected = sum(pq.read_metadata(path).num_rows for path in tag_files)
+    # Each footer read once: for the row count that sizes the digest table, then to read.
+    tag_files = [(path, pq.read_metadata(path)) for path in _published_files(out / "tags")]
+    expected = sum(footer.num_rows for _, footer in tag_files)
     digests, repositories = SeenSet(expected), SeenSet()
     namespaces: dict[str, list[int]] = {}  # namespace -> [tags, repositories, bytes]
     schemas: SchemaCounts = Counter()
@@ -61,7 +65,8 @@ def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summ
     summary.by_schema = schema_labels(schemas)
     summary.manifest_lists = sum(n for (_, tag_type), n in schemas.items() if tag_type == 1)
     kinds: Counter[str] = Counter()
-    for (error_kinds,) in _read(_published_files(out / "errors"), ("error_kind",), batch_rows):
+    error_files = [(path, None) for path in _published_files(out / "errors")]
+    for (error_kinds,) in _read(error_files, ("error_kind",), batch_rows):
         kinds.update("(none)" if kind is None else kind for kind in error_kinds)
     summary.errors = sum(kinds.values())
     summary.error_kinds = most_first(kinds)
@@ -69,13 +74,14 @@ def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summ
 
 
 def _read(
-    files: list[Path], columns: tuple[str, ...], batch_rows: int
+    files: list[tuple[Path, pq.FileMetaData | None]], columns: tuple[str, ...], batch_rows: int
 ) -> Iterator[list[list[Any]]]:
-    """``columns`` of ``files`` as Python lists, ``batch_rows`` rows at a time."""
+    """``columns`` of ``files`` (each with its footer, if already read) as Python lists,
+    ``batch_rows`` rows at a time."""
     import pyarrow.parquet as pq
 
-    for path in files:
-        with pq.ParquetFile(path) as part:
+    for path, footer in files:
+        with pq.ParquetFile(path, metadata=footer) as part:
             for batch in part.iter_batches(batch_size=batch_rows, columns=list(columns)):
                 yield [batch.column(name).to_pylist() for name in columns]
 

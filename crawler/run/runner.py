@@ -49,7 +49,7 @@ from crawler.output.compat import (
     targets_fingerprint,
 )
 from crawler.output.counts import DatasetCounts, count_rows
-from crawler.output.layout import DATASETS, Layout, new_run_id
+from crawler.output.layout import DATASETS, Layout, new_run_id, shard_suffix
 from crawler.output.lock import RunLock
 from crawler.output.sink import OutputWriter
 from crawler.output.storage import is_object_store
@@ -220,8 +220,7 @@ async def _open_run(
         discovery = DiscoverySource(discoverer, intake, control)
     planned = None
     if not config.discover and config.mode == "auto":
-        index, count = config.shard
-        spill_tag = f"s{index}of{count}" if count > 1 else "run"
+        spill_tag = shard_suffix(config.shard).lstrip("-") or "run"
         spill_parent = out_dir
         if is_object_store(config.out):
             # The plan's spill is local scratch: the temporary directory, tagged by output.
