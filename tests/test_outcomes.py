@@ -17,14 +17,16 @@ from structlog.testing import capture_logs
 from crawler.cli import EXIT_LOCKED, cli
 from crawler.config import build_config, load_toml, unknown_variables
 from crawler.crawl.control import UNREACHABLE, UNREACHABLE_AFTER
+from crawler.crawl.intake import Intake
 from crawler.errors import ConfigError
 from crawler.output.lock import OutputLock
-from crawler.run.dry_run import plan_discovery
+from crawler.run.dry_run import plan_discovery, plan_targets
 from crawler.run.metrics import LAST_SUCCESS, snapshot, write_metrics
 from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
+from crawler.targets import in_shard, parse_reference
 from tests.e2e_helpers import TOKEN, catalogue_keys, crawl, crawl_args, metric_samples, run_cli
 
 SMALL = {"seed": 2, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo": 4}
@@ -255,6 +257,36 @@ async def test_dry_run_discovery_sends_list_requests_only(tmp_path: Path) -> Non
         assert plan.listing_requests == sb.stats.list_requests > 0
     assert plan.valid == len(sb.catalogue)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.anyio
+async def test_dry_run_discovery_counts_only_its_shard(tmp_path: Path) -> None:
+    """--dry-run --discover --shard 1/2 counts this shard's tags and skips the others', as
+    the crawl's intake does."""
+    async with running_sandbox(sandbox()) as sb:
+        flags = {"discover": True, "out": str(tmp_path / "o"), "endpoint": sb.url, "rate": 0}
+        config = build_config({**flags, "shard": "1/2"}, environ={})
+        plan = await plan_discovery(config, {"SWR_AUTH_TOKEN": TOKEN})
+    mine = [key for key in KEYS if in_shard(key, 1, 2)]
+    assert 0 < len(mine) < len(KEYS)
+    assert plan.valid == len(mine)
+    assert plan.other_shards == len(KEYS) - len(mine)
+    assert plan.duplicates == 0
+
+
+def test_dry_run_counts_a_file_as_the_intake_admits_it() -> None:
+    """A file's dry run counts duplicates and other shards' lines as the crawl's intake skips
+    them: the same numbers as the intake's own counters."""
+    mine = [key for key in KEYS if in_shard(key, 0, 2)]
+    lines = [*KEYS, mine[0], mine[1], "Bad/x:1", "Bad/x:1"]
+    items = [parse_reference(line) for line in lines]
+    plan = plan_targets(items, (0, 2))
+    stats = RunStats()
+    list(Intake(items, stats, shard=(0, 2)).batches())
+    bad = int(in_shard("Bad/x:1", 0, 2))
+    assert (plan.valid, plan.invalid) == (len(mine), bad)
+    assert plan.duplicates == stats.duplicates == 2 + bad
+    assert plan.other_shards == stats.skipped_shard == len(lines) - len(mine) - 2 - 2 * bad
 
 
 def test_unknown_swr_variable_names_the_closest_setting() -> None:

@@ -23,7 +23,7 @@ import click
 from crawler.config import CrawlConfig, effective_endpoint, listing_filters
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, Found, Named
-from crawler.crawl.intake import ListingError
+from crawler.crawl.intake import Intake, ListingError
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
@@ -31,7 +31,7 @@ from crawler.http.endpoint import parse_endpoint
 from crawler.http.transport import Transport
 from crawler.run.attempts import attempts_for
 from crawler.run.stats import RunStats
-from crawler.targets import InvalidTarget, SeenSet, Target, in_shard, iter_targets
+from crawler.targets import InvalidTarget, Target, iter_targets
 
 #: Invalid lines printed one by one; the rest are only counted.
 SHOWN_INVALID = 20
@@ -53,23 +53,24 @@ class Plan:
 
 
 def plan_targets(items: Iterable[Target | InvalidTarget], shard: tuple[int, int]) -> Plan:
-    """Count the targets of a file as the crawl's intake would. Pure (but for reading)."""
+    """Count the targets of a file through the crawl's own intake. Pure (but for reading)."""
     plan = Plan()
-    seen = SeenSet()
-    index, count = shard
-    for item in items:
-        if count > 1 and not in_shard(item.key, index, count):
-            plan.other_shards += 1
-            continue
-        if not seen.add(item.key):
-            plan.duplicates += 1
-            continue
-        if isinstance(item, InvalidTarget):
-            plan.invalid += 1
-            if len(plan.invalid_shown) < SHOWN_INVALID:
-                plan.invalid_shown.append(item)
-        else:
-            plan.valid += 1
+    stats = RunStats()
+    for batch in Intake(items, stats, shard=shard).batches():
+        for item in batch:
+            if isinstance(item, InvalidTarget):
+                plan.invalid += 1
+                if len(plan.invalid_shown) < SHOWN_INVALID:
+                    plan.invalid_shown.append(item)
+            else:
+                plan.valid += 1
+    return _not_admitted(plan, stats)
+
+
+def _not_admitted(plan: Plan, stats: RunStats) -> Plan:
+    """``plan`` with the intake's counts of what it did not admit."""
+    plan.duplicates = stats.duplicates
+    plan.other_shards = stats.skipped_shard
     return plan
 
 
@@ -98,23 +99,22 @@ async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Pla
             filters=listing_filters(config, datetime.now(UTC)),
         )
         send, receive = anyio.create_memory_object_stream[Found](64)
-        seen = SeenSet()
+        # The crawl's admission: a tag listed twice, or another shard's, is not counted.
+        admit = Intake((), stats, shard=config.shard).admit
 
         async def count() -> None:
             async with receive:
                 async for item in receive:
                     if isinstance(item, ListingError):
                         plan.listing_failures += 1
-                    elif seen.add((item.target if isinstance(item, Named) else item).key):
+                    elif admit(item.target if isinstance(item, Named) else item):
                         plan.valid += 1
-                    else:
-                        plan.duplicates += 1
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(count)
             await discoverer.run(send)
         plan.listing_requests = stats.requests
-    return plan
+    return _not_admitted(plan, stats)
 
 
 def _duration(requests: int, rate: float) -> str:
