@@ -289,6 +289,22 @@ def test_dry_run_counts_a_file_as_the_intake_admits_it() -> None:
     assert plan.other_shards == stats.skipped_shard == len(lines) - len(mine) - 2 - 2 * bad
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize(("concurrency", "listers"), [(2, 2), (16, 4)])
+async def test_dry_run_discovery_lists_as_concurrently_as_the_crawl(
+    tmp_path: Path, concurrency: int, listers: int
+) -> None:
+    """The dry run's discovery lists the tags of min(4, --concurrency) repositories at once,
+    as the crawl's does."""
+    async with running_sandbox(sandbox()) as sb:
+        flags = {"discover": True, "out": str(tmp_path / "o"), "endpoint": sb.url}
+        config = build_config({**flags, "concurrency": concurrency, "rate": 0}, environ={})
+        with capture_logs() as logs:
+            await plan_discovery(config, {"SWR_AUTH_TOKEN": TOKEN})
+    (started,) = [e for e in logs if e["event"] == "discover.started"]
+    assert started["concurrency"] == listers
+
+
 def test_unknown_swr_variable_names_the_closest_setting() -> None:
     """SWR_CONCURENCY is a warning that suggests SWR_CONCURRENCY; known names are quiet."""
     warnings = unknown_variables(

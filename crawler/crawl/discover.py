@@ -41,7 +41,7 @@ import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from crawler.config import DISCOVER_MODES
+from crawler.config import DISCOVER_MODES, CrawlConfig, listing_filters
 from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.filters import Filters
@@ -62,6 +62,8 @@ from crawler.targets import Target, validate
 log = structlog.get_logger("crawler")
 
 BATCH = 256  # discovered items handed to the pool at once, at most
+#: Repositories whose tags are listed at once, at most (and never more than --concurrency).
+LIST_CONCURRENCY = 4
 
 MODES: Final = (*DISCOVER_MODES, "names")
 
@@ -163,6 +165,7 @@ class Discoverer:
         server's certificate is not trusted.
         """
         filters = self._filters
+        log.debug("discover.started", mode=self._mode, concurrency=self._concurrency)
         async with send:
             try:
                 names = filters.namespace_names() or [
@@ -287,6 +290,32 @@ class Discoverer:
         await send.send(ListingError(namespace, repository, exc.failure, exc.attempts))
 
 
+def discoverer_for(
+    config: CrawlConfig, client: Getter, attempts: Attempts, *, mode: str
+) -> Discoverer:
+    """The discoverer a run's settings ask for, built the one way every command builds it:
+    the filters as of now, the tags of ``min(4, --concurrency)`` repositories listed at once."""
+    return Discoverer(
+        client,
+        attempts,
+        mode=mode,
+        concurrency=min(LIST_CONCURRENCY, config.concurrency),
+        filters=listing_filters(config, datetime.now(UTC)),
+    )
+
+
+async def discover_or_stop(
+    discoverer: Discoverer, send: MemoryObjectSendStream[Found], control: RunControl
+) -> None:
+    """Run ``discoverer`` into ``send``; a refused credential (or an untrusted certificate)
+    stops the run through ``control`` instead of raising."""
+    try:
+        await discoverer.run(send)
+    except RunStopping as exc:
+        log.error("discover.stopped", kind=exc.kind.value, reason=str(exc))
+        control.stop(exc.kind.value)
+
+
 class DiscoverySource:
     """Discovered items as the worker pool's source (see :class:`crawler.crawl.intake.Source`).
 
@@ -312,18 +341,11 @@ class DiscoverySource:
         """Start discovery; yield the admitted items in batches as they are found."""
         send, receive = anyio.create_memory_object_stream[Found](BATCH)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._discover, send)
+            tg.start_soon(discover_or_stop, self.discoverer, send, self._control)
             try:
                 yield self._batches(receive)
             finally:
                 tg.cancel_scope.cancel()  # the crawl stopped early: so does discovery
-
-    async def _discover(self, send: MemoryObjectSendStream[Found]) -> None:
-        try:
-            await self.discoverer.run(send)
-        except RunStopping as exc:
-            log.error("discover.stopped", kind=exc.kind.value, reason=str(exc))
-            self._control.stop(exc.kind.value)
 
     def _admit(self, item: Item) -> bool:
         if self._intake.admit(item):

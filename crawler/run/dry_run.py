@@ -15,14 +15,13 @@ import os
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import anyio
 import click
 
-from crawler.config import CrawlConfig, effective_endpoint, listing_filters
+from crawler.config import CrawlConfig, effective_endpoint
 from crawler.crawl.control import RunControl
-from crawler.crawl.discover import Discoverer, Found, Named
+from crawler.crawl.discover import Found, Named, discoverer_for
 from crawler.crawl.intake import Intake, ListingError
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
@@ -91,13 +90,7 @@ async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Pla
         stats = RunStats()
         attempts = attempts_for(config, stats=stats, control=control)
         # names mode: the tag lists are read without manifests; only names are needed.
-        discoverer = Discoverer(
-            client,
-            attempts,
-            mode="names",
-            concurrency=4,
-            filters=listing_filters(config, datetime.now(UTC)),
-        )
+        discoverer = discoverer_for(config, client, attempts, mode="names")
         send, receive = anyio.create_memory_object_stream[Found](64)
         # The crawl's admission: a tag listed twice, or another shard's, is not counted.
         admit = Intake((), stats, shard=config.shard).admit

@@ -20,18 +20,16 @@ import signal
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream
-from anyio.streams.memory import MemoryObjectSendStream
 
-from crawler.config import CrawlConfig, effective_endpoint, listing_filters
+from crawler.config import CrawlConfig, effective_endpoint
 from crawler.crawl.control import RunControl
-from crawler.crawl.discover import Discoverer, Found, Named
+from crawler.crawl.discover import Discoverer, Found, Named, discover_or_stop, discoverer_for
 from crawler.crawl.intake import ListingError
-from crawler.errors import ConfigError, RunStopping
+from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
 from crawler.http.credentials import auth_from_env
 from crawler.http.endpoint import parse_endpoint
@@ -91,7 +89,6 @@ async def run_discover(
     """
     environ = os.environ if environ is None else environ
     started = anyio.current_time()
-    filters = listing_filters(config, datetime.now(UTC))
     transport = Transport(
         timeout=config.timeout,
         max_connections=config.concurrency,
@@ -108,13 +105,7 @@ async def run_discover(
     try:
         client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
         attempts = attempts_for(config, stats=stats, control=control)
-        discoverer = Discoverer(
-            client,
-            attempts,
-            mode="names",
-            concurrency=min(4, config.concurrency),
-            filters=filters,
-        )
+        discoverer = discoverer_for(config, client, attempts, mode="names")
         try:
             writer = TargetListWriter(output, fmt)
         except OSError as exc:
@@ -158,20 +149,10 @@ async def _walk(
         async with anyio.create_task_group() as tg:
             if signals is not None:
                 tg.start_soon(_watch_signals, signals, control, tg.cancel_scope)
-            tg.start_soon(_discover, discoverer, send, control)
+            tg.start_soon(discover_or_stop, discoverer, send, control)
             await _write(receive, writer, result)
             tg.cancel_scope.cancel()
     result.stop_reason = control.stop_reason
-
-
-async def _discover(
-    discoverer: Discoverer, send: MemoryObjectSendStream[Found], control: RunControl
-) -> None:
-    try:
-        await discoverer.run(send)
-    except RunStopping as exc:
-        log.error("discover.stopped", kind=exc.kind.value, reason=str(exc))
-        control.stop(exc.kind.value)
 
 
 async def _write(

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import structlog
 
-from crawler.config import CrawlConfig, discover_mode, effective_endpoint, listing_filters
+from crawler.config import CrawlConfig, discover_mode, effective_endpoint
 from crawler.crawl.control import RunControl
-from crawler.crawl.discover import Discoverer, DiscoverySource
+from crawler.crawl.discover import DiscoverySource, discoverer_for
 from crawler.crawl.intake import Intake, Source
 from crawler.crawl.limits import RateLimiter
 from crawler.crawl.lister import Lister
@@ -210,13 +210,7 @@ async def _open_run(
     intake = Intake(items or (), stats, shard=config.shard, recorded=recorded, interrupt=interrupt)
     discovery = None
     if config.discover:
-        discoverer = Discoverer(
-            client,
-            attempts,
-            mode=discover_mode(config),
-            concurrency=min(4, config.concurrency),
-            filters=listing_filters(config, datetime.now(UTC)),
-        )
+        discoverer = discoverer_for(config, client, attempts, mode=discover_mode(config))
         discovery = DiscoverySource(discoverer, intake, control)
     planned = None
     if not config.discover and config.mode == "auto":
