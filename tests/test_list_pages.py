@@ -5,21 +5,25 @@ at the HTTP seam, the way a registry that changes under the crawl (or a faulty o
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 from structlog.testing import capture_logs
 
 from crawler.crawl.control import RunControl
-from crawler.crawl.discover import Discoverer, DiscoverySource
-from crawler.crawl.intake import Intake
+from crawler.crawl.discover import Discoverer, DiscoverySource, Found, Named
+from crawler.crawl.filters import Filters
+from crawler.crawl.intake import Intake, Listed
 from crawler.crawl.pool import Crawler
 from crawler.http.client import SwrClient
 from crawler.http.response import Response
 from crawler.run.stats import RunStats
 from crawler.sandbox.server import SandboxConfig, running_sandbox
+from crawler.targets import Target
 from tests.fakes import ListSink, sandbox_client, unlimited_attempts
 
 TOKEN = "pages-token"
@@ -174,3 +178,46 @@ async def test_an_empty_marker_with_has_more_ends_the_listing_with_a_warning() -
     assert sorted(run.listed()) == sorted(run.tags[:PAGE])
     (warning,) = [e for e in logs if e["event"] == "list.ended_early"]
     assert warning["reason"] == "has_more without a next marker"
+
+
+#: List items a faulty registry might send: an invalid tag name, a tag that is no string, none.
+BAD_ITEMS: list[dict[str, Any]] = [
+    {"tag": "Bad Tag!", "updated": "2999-01-01T00:00:00Z"},
+    {"tag": 7},
+    {"digest": "sha256:0"},
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["list", "detail", "names"])
+async def test_listed_items_without_a_valid_tag_are_skipped(mode: str) -> None:
+    """Items with an invalid, non-string or missing tag, first on a repository's first page,
+    are skipped in every mode: nothing sent, not counted, and --newest 3 still takes the
+    three newest valid tags."""
+    async with running_sandbox(CONFIG) as sb:
+        namespace = sb.catalogue.namespaces()[0]
+        repository = sb.catalogue.repositories(namespace)[0]
+        async with sandbox_client(sb.url, TOKEN) as real:
+
+            def prepend(n: int, body: dict[str, Any]) -> dict[str, Any]:
+                if n == 1:
+                    body["tags"] = [*BAD_ITEMS, *body["tags"]]
+                return body
+
+            client = EditedPages(real, repository, prepend)
+            discoverer = Discoverer(
+                client,
+                unlimited_attempts(RunStats()),
+                mode=mode,
+                page_size=PAGE,
+                filters=Filters(repositories=(repository,), newest=3),
+            )
+            send, receive = anyio.create_memory_object_stream[Found](math.inf)
+            async with receive:
+                await discoverer.run(send)
+                found = [item async for item in receive]
+    assert len(client.pages) == 1
+    newest = [item["tag"] for item in client.pages[0]["tags"][len(BAD_ITEMS) :][:3]]
+    targets = [f.target if isinstance(f, Named | Listed) else f for f in found]
+    assert targets == [Target(namespace, repository, tag) for tag in newest]
+    assert discoverer.stats.tags == 3

@@ -30,7 +30,7 @@ incomplete.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,18 +86,36 @@ def complete_item(item: dict[str, Any]) -> bool:
     return item.keys() >= API_FIELDS and bool(manifest) and isinstance(manifest, str | dict)
 
 
-def page_items(
-    namespace: str, repository: str, page: TagPage, *, rows: bool = True
-) -> Iterator[Target | Listed]:
-    """What one tag page gives, item by item: with ``rows``, a :class:`Listed` (the
-    row, as ShowRepoTag's answer would make it) for each complete item; else, and for
-    an incomplete item, the :class:`Target` to fetch. Items whose tag name breaks the
-    naming rules are skipped."""
-    now = datetime.now(UTC)
-    for item in page.items:
+def valid_items(
+    namespace: str, repository: str, items: Iterable[dict[str, Any]]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(tag, item)`` for each list item whose tag name keeps the naming rules; the
+    others (no tag, not a string, an invalid name) are skipped."""
+    for item in items:
         tag = item.get("tag")
-        if not isinstance(tag, str) or validate(namespace, repository, tag) is not None:
-            continue
+        if isinstance(tag, str) and validate(namespace, repository, tag) is None:
+            yield tag, item
+
+
+def page_items(namespace: str, repository: str, page: TagPage) -> Iterator[Target | Listed]:
+    """What one tag page gives, item by item: a :class:`Listed` (the row, as
+    ShowRepoTag's answer would make it) for each complete item, the :class:`Target` to
+    fetch for an incomplete one. Items whose tag name breaks the naming rules are skipped."""
+    return _found(namespace, repository, valid_items(namespace, repository, page.items), page)
+
+
+def _found(
+    namespace: str,
+    repository: str,
+    tagged: Iterable[tuple[str, dict[str, Any]]],
+    page: TagPage,
+    *,
+    rows: bool = True,
+) -> Iterator[Target | Listed]:
+    """:func:`page_items` of already validated ``(tag, item)`` pairs of ``page``; without
+    ``rows`` every item is a target to fetch."""
+    now = datetime.now(UTC)
+    for tag, item in tagged:
         target = Target(namespace, repository, tag)
         if rows and complete_item(item):
             yield Listed(target, tag_row_of(namespace, repository, tag, item, now, page.attempts))
@@ -250,23 +268,19 @@ class Discoverer:
         )
         async with aclosing(pages):
             async for page in pages:
-                selected = []
-                for item in page.items:
-                    tag = item.get("tag")
-                    if not isinstance(tag, str) or validate(namespace, repository, tag) is not None:
-                        continue
+                selected: list[tuple[str, dict[str, Any]]] = []
+                for tag, item in valid_items(namespace, repository, page.items):
                     if selection.take(tag, item.get("updated")):
-                        selected.append(item)
+                        selected.append((tag, item))
                     elif selection.done:
                         break
                 stats.tags += len(selected)
                 stats.tags_by_namespace[namespace] += len(selected)
                 if named:
-                    for item in selected:
-                        await send.send(Named(Target(namespace, repository, item["tag"]), item))
+                    for tag, item in selected:
+                        await send.send(Named(Target(namespace, repository, tag), item))
                 else:
-                    taken = TagPage(selected, page.attempts)
-                    for found in page_items(namespace, repository, taken, rows=rows):
+                    for found in _found(namespace, repository, selected, page, rows=rows):
                         if isinstance(found, Listed):
                             stats.rows_from_lists += 1
                         await send.send(found)
