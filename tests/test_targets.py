@@ -397,6 +397,22 @@ def test_seen_set_grows_and_stays_compact() -> None:
     assert SeenSet(expected=50_000).nbytes == seen.nbytes
 
 
+def test_seen_set_slots_are_distinct_and_stay_put_up_to_the_expected_count() -> None:
+    """A set made for n keys gives each added key its own slot, the same before and after
+    the other keys arrive; a key never added has none."""
+    keys = [f"ns/repo:{i}" for i in range(1000)]
+    seen = SeenSet(expected=len(keys))
+    seen.add(keys[0])
+    first = seen.slot(keys[0])
+    for key in keys[1:]:
+        seen.add(key)
+    slots = [seen.slot(key) for key in keys]
+    assert slots[0] == first is not None
+    assert len(set(slots)) == len(keys)
+    assert all(slot is not None and 0 <= slot < seen.slots for slot in slots)
+    assert seen.slot("ns/repo:missing") is None
+
+
 def test_seen_set_handles_the_keys_of_one_shard() -> None:
     """Keys all in one shard (same low hash bits) are stored and found like any others."""
     keys = [f"ns/r:{i}" for i in range(20_000)]

@@ -22,14 +22,13 @@ import heapq
 import itertools
 import shutil
 import tempfile
-from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from crawler.targets import Target, target_hash
+from crawler.targets import SeenSet, Target
 
 #: Targets sorted in memory before a run is written out.
 RUN_KEYS = 100_000
@@ -171,44 +170,27 @@ def _repository_key(line: bytes) -> bytes:
 class WantedTags:
     """The wanted tags of one repository being listed: "is it wanted, and not yet taken?".
 
-    An open-addressing table of their 64-bit :func:`~crawler.targets.target_hash`
-    es, sized once (at most half full, never grown) with one mark byte per slot:
-    under 40 bytes a wanted tag, whatever the repository's size. Two tags
-    with the same 64-bit hash would count as one (odds as for the dedup table).
+    A :class:`~crawler.targets.SeenSet` of the wanted tags, made for their count
+    (so it never grows and a tag's slot stays put), with one mark byte per slot:
+    under 40 bytes a wanted tag, whatever the repository's size. Two tags with
+    the same 64-bit hash would count as one (odds as for the dedup table).
     """
 
-    __slots__ = ("_marks", "_mask", "_shift", "_table", "taken")
+    __slots__ = ("_marks", "_wanted", "taken")
 
     def __init__(self, tags: Iterable[str], count: int) -> None:
         """``tags``: the wanted tags (distinct), ``count`` of them."""
-        bits = max(4, (2 * count).bit_length())
-        self._table = array("Q", bytes(8 << bits))
-        self._marks = bytearray(1 << bits)
-        self._mask = (1 << bits) - 1
-        self._shift = 64 - bits
+        self._wanted = SeenSet(count)
+        for tag in tags:
+            self._wanted.add(tag)
+        self._marks = bytearray(self._wanted.slots)
         self.taken = 0
         """Wanted tags taken so far."""
-        table, mask = self._table, self._mask
-        for tag in tags:
-            hashed = target_hash(tag)
-            slot = hashed >> self._shift
-            while table[slot] and table[slot] != hashed:
-                slot = (slot + 1) & mask
-            table[slot] = hashed
 
     def take(self, tag: str) -> bool:
         """True the first time a wanted ``tag`` is offered; False if unwanted or taken."""
-        hashed = target_hash(tag)
-        table, mask = self._table, self._mask
-        slot = hashed >> self._shift
-        while True:
-            found = table[slot]
-            if found == 0:
-                return False
-            if found == hashed:
-                break
-            slot = (slot + 1) & mask
-        if self._marks[slot]:
+        slot = self._wanted.slot(tag)
+        if slot is None or self._marks[slot]:
             return False
         self._marks[slot] = 1
         self.taken += 1
@@ -217,7 +199,7 @@ class WantedTags:
     @property
     def nbytes(self) -> int:
         """Bytes held by the table and the marks."""
-        return self._table.buffer_info()[1] * self._table.itemsize + len(self._marks)
+        return self._wanted.nbytes + len(self._marks)
 
     def untaken(self, tags: Iterable[str]) -> Iterator[str]:
         """Those of ``tags`` (the wanted ones again) not taken yet; takes them."""

@@ -92,8 +92,13 @@ class SeenSet:
         return True
 
     def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
+        return isinstance(key, str) and self.slot(key) is not None
+
+    def slot(self, key: str) -> int | None:
+        """Where ``key`` sits in the table (0 <= slot < :attr:`slots`), or None if it was
+        never added. A slot stays put until the table grows, which it never does while
+        it holds at most the ``expected`` keys it was made for: a caller may keep a fact
+        per key in an array of :attr:`slots` entries."""
         hashed = target_hash(key)
         table = self._table
         mask = self._mask
@@ -101,10 +106,15 @@ class SeenSet:
         while True:
             found = table[slot]
             if found == hashed:
-                return True
+                return slot
             if found == 0:
-                return False
+                return None
             slot = (slot + 1) & mask
+
+    @property
+    def slots(self) -> int:
+        """The table's size in slots (a power of two)."""
+        return len(self._table)
 
     def __len__(self) -> int:
         return self._len
