@@ -1,0 +1,151 @@
+"""Proxies on the wire (tests/wire.py's forward proxy): an https endpoint reached through a
+``CONNECT`` tunnel with Basic credentials, a plain http one in absolute form, and a proxy
+that refuses the credentials. The proxy sees what it should; its password reaches no
+row, log event or run.json."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from pathlib import Path
+from urllib.parse import quote
+
+import anyio
+import pytest
+
+from crawler.http.transport import Transport
+from tests.test_hostile import artefacts, assert_absent, crawl_logged, self_signed_certificate
+from tests.wire import Reply, answer, running_proxy, running_wire
+
+pytestmark = [
+    pytest.mark.anyio,
+    # aiohttp 3.14 deprecates BasicAuth and proxy_auth=, which the aiohttp-based transport
+    # uses for a proxy URL's credentials (warnings, silent outside tests): these two go
+    # with aiohttp's client.
+    pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The 'proxy_auth' parameter is deprecated"),
+]
+
+USER = "crawler"
+#: A password that must be percent-encoded in the proxy URL: @, space, / and %. (ASCII:
+#: Basic credentials have no agreed encoding beyond it; aiohttp's is Latin-1.)
+PASSWORD = "pr0xy S3cret/w@rd%41"
+TAGS = ["ns/repo:t1", "ns/repo:t2"]
+TAG = Reply.of(answer(200, b'{"id": 1, "tag": "t"}', [("Content-Type", "application/json")]))
+
+
+def basic(user: str, password: str) -> str:
+    """The ``Proxy-Authorization`` value for ``user`` and ``password``."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def proxy_url(proxy: str, password: str) -> str:
+    """``proxy`` with ``USER`` and ``password`` in it, percent-encoded as a URL needs."""
+    return proxy.replace("http://", f"http://{USER}:{quote(password, safe='')}@")
+
+
+@pytest.fixture(autouse=True)
+def _only_our_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy setting of the machine's own environment is in the way."""
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context with a self-signed certificate for 127.0.0.1, which the crawler
+    trusts through SSL_CERT_FILE."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed_certificate(tmp_path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    return context
+
+
+async def test_an_https_endpoint_through_a_connect_proxy_with_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY=http://user:pass@proxy: every request goes through a CONNECT to the
+    endpoint's host:port carrying the decoded credentials; the endpoint (TLS verified)
+    gets the requests without them; the password is nowhere in the output."""
+    context = tls_context(tmp_path, monkeypatch)
+    credentials = (USER, PASSWORD)
+    async with (
+        running_wire(script=lambda r: TAG, tls=context) as server,
+        running_proxy(credentials) as proxy,
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url(proxy.url, PASSWORD))
+        out = tmp_path / "out"
+        outcome, events = await crawl_logged(server.url, TAGS, out)
+    assert outcome.errors.num_rows == 0, outcome.errors.column("error_msg").to_pylist()
+    assert outcome.tags.num_rows == len(TAGS)
+    endpoint = server.url.removeprefix("https://")
+    assert proxy.seen, "the proxy carried the crawl"
+    assert {(r.method, r.target) for r in proxy.seen} == {("CONNECT", endpoint)}
+    assert all(r.values("Proxy-Authorization") == [basic(*credentials)] for r in proxy.seen)
+    assert sorted(r.path for r in server.received) == [
+        f"/v2/manage/namespaces/ns/repos/repo/tags/{t}" for t in ("t1", "t2")
+    ]
+    assert all(r.values("Proxy-Authorization") == [] for r in server.received)
+    secrets = [PASSWORD, basic(*credentials).removeprefix("Basic ")]
+    for where, texts in artefacts(outcome, out, events).items():
+        assert_absent(secrets, where, texts)
+
+
+async def test_a_proxy_refusing_the_credentials_gives_network_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 407 to every CONNECT: each target is an error row of kind network, after its
+    attempts; the endpoint is never reached and the password given leaks nowhere."""
+    context = tls_context(tmp_path, monkeypatch)
+    async with (
+        running_wire(script=lambda r: TAG, tls=context) as server,
+        running_proxy((USER, "the right one")) as proxy,
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url(proxy.url, PASSWORD))
+        out = tmp_path / "out"
+        outcome, events = await crawl_logged(server.url, TAGS, out, max_attempts=2)
+    rows = outcome.errors.to_pylist()
+    assert sorted((r["tag"], r["error_kind"], r["attempts"]) for r in rows) == [
+        ("t1", "network", 2),
+        ("t2", "network", 2),
+    ]
+    assert outcome.tags.num_rows == 0
+    assert (server.accepted, len(proxy.seen)) == (0, 2 * len(TAGS))
+    assert {r.method for r in proxy.seen} == {"CONNECT"}
+    secrets = [PASSWORD, basic(USER, PASSWORD).removeprefix("Basic ")]
+    for where, texts in artefacts(outcome, out, events).items():
+        assert_absent(secrets, where, texts)
+
+
+async def test_a_plain_http_endpoint_through_the_proxy_is_asked_in_absolute_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY with credentials: the proxy gets ``GET http://host:port/path?query`` with
+    them; the endpoint gets the request (query intact) without them."""
+    async with (
+        running_wire({"/v2/p": Reply.of(answer(200, b"via proxy"))}) as server,
+        running_proxy((USER, PASSWORD)) as proxy,
+    ):
+        monkeypatch.setenv("HTTP_PROXY", proxy_url(proxy.url, PASSWORD))
+        transport = Transport(timeout=2, max_connections=2)
+        try:
+            with anyio.fail_after(5):
+                got = await transport.request(
+                    "GET", f"{server.url}/v2/p", headers={}, query=[("q", "a b")]
+                )
+        finally:
+            await transport.aclose()
+    assert (got.status, got.body) == (200, b"via proxy")
+    ((method, target, query, credentials),) = [
+        (r.method, r.target, r.query, r.values("Proxy-Authorization")) for r in proxy.seen
+    ]
+    assert (method, target.partition("?")[0], query) == (
+        "GET",
+        f"{server.url}/v2/p",
+        [("q", "a b")],
+    )
+    assert credentials == [basic(USER, PASSWORD)]
+    ((path, query, forwarded),) = [
+        (r.path, r.query, r.values("Proxy-Authorization")) for r in server.received
+    ]
+    assert (path, query, forwarded) == ("/v2/p", [("q", "a b")], [])
