@@ -16,7 +16,7 @@ from crawler.config import build_config
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, DiscoverySource
 from crawler.crawl.intake import Intake, Item, Listed
-from crawler.crawl.lister import MarkerPager
+from crawler.crawl.paging import MarkerPager
 from crawler.crawl.pool import Crawler
 from crawler.errors import AuthenticationFailed, ConfigError
 from crawler.http.client import SwrClient

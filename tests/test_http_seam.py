@@ -1,5 +1,5 @@
 """The HTTP seam holds: one module imports aiohttp, the http package has no import cycle,
-and the pool and the IAM login share the one transport."""
+the pure plan imports no HTTP code, and the pool and the IAM login share the one transport."""
 
 from __future__ import annotations
 
@@ -42,18 +42,31 @@ def test_only_the_transport_imports_aiohttp() -> None:
     assert importers == {"crawler.http.transport"}
 
 
-def test_importing_the_pool_does_not_import_aiohttp() -> None:
-    """No crawler module the pool imports, directly or not, imports aiohttp."""
+def reached(start: str) -> set[str]:
+    """The crawler modules importing ``start`` imports, directly or not (itself included)."""
     seen: set[str] = set()
-    todo = ["crawler.crawl.pool"]
+    todo = [start]
     while todo:
         name = todo.pop()
         if name in seen or name not in MODULES:
             continue
         seen.add(name)
         todo += [i for i in MODULES[name] if i.startswith("crawler")]
+    return seen
+
+
+def test_importing_the_pool_does_not_import_aiohttp() -> None:
+    """No crawler module the pool imports, directly or not, imports aiohttp."""
+    seen = reached("crawler.crawl.pool")
     assert "crawler.crawl.pool" in seen
     assert sorted(name for name in seen if "aiohttp" in MODULES[name]) == []
+
+
+def test_the_plan_imports_no_http_code() -> None:
+    """crawler.crawl.plan is pure: no module it imports, directly or not, is crawler.http's."""
+    seen = reached("crawler.crawl.plan")
+    assert "crawler.crawl.paging" in seen
+    assert sorted(name for name in seen if name.startswith("crawler.http")) == []
 
 
 def test_the_http_package_has_no_import_cycle() -> None:

@@ -46,14 +46,8 @@ from crawler.crawl.attempt import Attempts
 from crawler.crawl.control import RunControl
 from crawler.crawl.filters import Filters
 from crawler.crawl.intake import Batch, Intake, Item, Listed, ListingError
-from crawler.crawl.lister import (
-    PAGE_SIZE,
-    Getter,
-    Lister,
-    ListingFailed,
-    ListingStopped,
-    TagPage,
-)
+from crawler.crawl.lister import Getter, Lister, ListingFailed, ListingStopped, TagPage
+from crawler.crawl.paging import PAGE_SIZE
 from crawler.crawl.workers import worker_group
 from crawler.errors import RunStopping
 from crawler.output.normalize import API_FIELDS, tag_row_of

@@ -10,8 +10,9 @@ What the code relies on is in ``docs/swr-api.md`` ("List APIs")::
 Every page is one request through the run's attempt loop
 (:mod:`crawler.crawl.attempt`): the same slots, rate limiter, retries and
 counters as a tag request. The paginators are small pure state machines
-(``update(...)`` then ``params()``), kept apart from the I/O; a marker is
-always the one the previous answer sent, never computed.
+(``update(...)`` then ``params()``) in :mod:`crawler.crawl.paging`, apart
+from the I/O; a marker is always the one the previous answer sent, never
+computed.
 
 The tag pages are async generators: stop early by leaving the loop inside
 ``contextlib.aclosing``::
@@ -24,7 +25,7 @@ The tag pages are async generators: stop early by leaving the loop inside
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -33,16 +34,13 @@ import orjson
 import structlog
 
 from crawler.crawl.attempt import Attempts, Done, Failed
+from crawler.crawl.paging import MIN_PAGE_SIZE, PAGE_SIZE, MarkerPager, OffsetPager
 from crawler.crawl.retry import Failure, failure_of
 from crawler.errors import FATAL_KINDS, AuthenticationFailed, ErrorKind, RunStopping
 from crawler.http.response import Response
 from crawler.targets import api_repository
 
 log = structlog.get_logger("crawler")
-
-PAGE_SIZE = 1000  # the largest page the list APIs allow (their default is 100)
-#: The smallest page asked for when pages of manifests are over --max-body-bytes.
-MIN_PAGE_SIZE = 10
 
 #: The error code of the gateway's 404 for an API a region has not published.
 API_NOT_PUBLISHED = "APIG.0101"
@@ -90,65 +88,6 @@ class Repository:
     """With ``/``, never ``$``."""
     num_images: int | None
     """The tag count the service reports (None if absent)."""
-
-
-@dataclass(slots=True)
-class MarkerPager:
-    """Marker pagination: ``limit`` + ``marker``; done when the next marker is
-    absent, an end marker, repeats, or ``has_more`` is false."""
-
-    limit: int = PAGE_SIZE
-    end_markers: tuple[str, ...] = ("", "0")
-    """Markers that mean "no more" (repositories end with ``0``, tags with ``""``)."""
-    marker: str | None = None
-    done: bool = False
-    _seen: set[str] = field(default_factory=set)
-
-    def params(self) -> list[tuple[str, str]]:
-        """The query of the next page."""
-        query = [("limit", str(self.limit))]
-        if self.marker is not None:
-            query.append(("marker", self.marker))
-        return query
-
-    anomaly: str | None = None
-    """Why the walk ended although the service did not say it was over, if it did."""
-
-    def update(self, body: dict[str, Any], items: int) -> None:
-        """Advance after a page of ``items`` entries."""
-        raw = body.get("nextMarker")
-        marker = None if raw is None else str(raw)
-        if items == 0 or body.get("has_more") is False:
-            self.done = True
-        elif marker is None or marker in self.end_markers:
-            self.done = True
-            if body.get("has_more") is True:
-                self.anomaly = "has_more without a next marker"
-        elif marker in self._seen:
-            self.done = True  # following it would loop forever
-            self.anomaly = "a marker repeated"
-        else:
-            self._seen.add(marker)
-            self.marker = marker
-
-
-@dataclass(slots=True)
-class OffsetPager:
-    """Offset pagination (v2 tags): done on a short page, or one with nothing new."""
-
-    limit: int = PAGE_SIZE
-    offset: int = 0
-    done: bool = False
-
-    def params(self) -> list[tuple[str, str]]:
-        """The query of the next page (``offset`` and ``limit`` go together)."""
-        return [("offset", str(self.offset)), ("limit", str(self.limit))]
-
-    def update(self, items: int, new: int) -> None:
-        """Advance after a page of ``items`` entries, ``new`` of them not seen before."""
-        self.offset += items
-        if items < self.limit or new == 0:
-            self.done = True
 
 
 def repository_path(namespace: str, repository: str, version: str) -> str:

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from crawler.crawl.paging import PAGE_SIZE
 from crawler.targets import SeenSet, Target
 
 #: Targets sorted in memory before a run is written out.
 RUN_KEYS = 100_000
-#: The largest tag-list page the API gives.
-PAGE_SIZE = 1000
 #: Prefix of the spill directory (hidden, so no reader of ``--out`` trips over it).
 SPILL_PREFIX = ".plan-"
 
