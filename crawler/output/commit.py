@@ -40,8 +40,9 @@ import structlog
 
 from crawler.output.dataset import partition_dir, run_record_path
 from crawler.output.layout import Layout, PartName, part_file, part_stem, shard_suffix
+from crawler.output.objectstore import read_whole, write_whole
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
-from crawler.output.storage import open_nofollow, write_atomic
+from crawler.output.storage import open_nofollow
 
 log = structlog.get_logger("crawler")
 
@@ -87,7 +88,7 @@ def commit(
             name: _compact(staging.fs, staging.path, name, schema, shard, run_id, sizes)
             for name, schema in _DATASETS
         }
-        _write_whole(
+        write_whole(
             staging.fs,
             f"{staging.path}/{COMMIT_FILE}",
             orjson.dumps({"run_id": run_id, "files": names}),
@@ -97,7 +98,7 @@ def commit(
 
 def finish(staging: Place, root: Place, day: date, shard: tuple[int, int]) -> dict[str, list[str]]:
     """Steps 2-5 of the module docstring, from ``staging/commit.json``; idempotent."""
-    manifest = orjson.loads(_read(staging.fs, f"{staging.path}/{COMMIT_FILE}"))
+    manifest = orjson.loads(read_whole(staging.fs, f"{staging.path}/{COMMIT_FILE}"))
     names: dict[str, list[str]] = manifest["files"]
     run_id: str = manifest["run_id"]
     fs = root.fs
@@ -121,7 +122,7 @@ def finish(staging: Place, root: Place, day: date, shard: tuple[int, int]) -> di
     if staging.fs.get_file_info(run_file).type == pafs.FileType.File:
         record = run_record_path(root.path, day, run_id + shard_suffix(shard))
         fs.create_dir(record.rsplit("/", 1)[0], recursive=True)
-        _write_whole(fs, record, _read(staging.fs, run_file))
+        write_whole(fs, record, read_whole(staging.fs, run_file))
     staging.fs.delete_dir(staging.path)
     return names
 
@@ -231,21 +232,6 @@ def _replace(fs: pafs.FileSystem, partition: str, shard: tuple[int, int], run_id
         fs.delete_file(path)
     _sync(fs, partition)
     return len(old)
-
-
-def _read(fs: pafs.FileSystem, path: str) -> bytes:
-    with fs.open_input_stream(path) as stream:
-        data: bytes = stream.read()
-    return data
-
-
-def _write_whole(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """``data`` at ``path``, whole or not at all (a rename locally; one upload on S3)."""
-    if isinstance(fs, pafs.LocalFileSystem):
-        write_atomic(path, data)
-        return
-    with fs.open_output_stream(path) as stream:
-        stream.write(data)
 
 
 def _create(fs: pafs.FileSystem, path: str) -> Any:

@@ -25,6 +25,7 @@ import socket
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import structlog
@@ -64,8 +65,11 @@ class Holder:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(doc, dict):
-            return None
+        return cls.of(doc) if isinstance(doc, dict) else None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Holder:
+        """The holder a decoded lock record names (fields of the wrong type: unknown)."""
         pid = doc.get("pid")
         return cls(
             pid=pid if isinstance(pid, int) else None,

@@ -28,13 +28,15 @@ import structlog
 
 from crawler.errors import ConfigError
 from crawler.output.lock import Holder, OutputLocked
-from crawler.output.storage import PendingFile, is_object_store, temp_name
+from crawler.output.storage import PendingFile, is_object_store, temp_name, write_atomic
 
 __all__ = [
     "ObjectFile",
     "ObjectRunLock",
     "ObjectStorage",
     "open_location",
+    "read_whole",
+    "write_whole",
 ]
 
 log = structlog.get_logger("crawler")
@@ -166,9 +168,7 @@ class ObjectStorage:
 
     def read_bytes(self, path: str) -> bytes:
         """The object's content (FileNotFoundError if absent)."""
-        with self.fs.open_input_stream(path) as stream:
-            data: bytes = stream.read()
-        return data
+        return read_whole(self.fs, path)
 
     def open_input(self, path: str) -> Any:
         """``path`` for random-access reading (Parquet readers take it as is)."""
@@ -224,28 +224,26 @@ class ObjectRunLock:
         for path in self._paths:
             self._check_free(path)
         for path in self._paths:
-            _write_object(self._storage, path, self._record())
+            write_whole(self._storage.fs, path, self._record())
         for path in self._paths:
-            if orjson.loads(self._storage.read_bytes(path)).get("token") != self._token:
+            lease = _lease(self._storage, path)
+            if lease is None or lease.get("token") != self._token:
                 raise OutputLocked(f"out {path}: another crawl took the lock at the same moment")
         self._thread = threading.Thread(target=self._renew, name="swr-lease", daemon=True)
         self._thread.start()
 
     def _check_free(self, path: str) -> None:
-        try:
-            doc = orjson.loads(self._storage.read_bytes(path))
-        except (FileNotFoundError, orjson.JSONDecodeError):
+        doc = _lease(self._storage, path)
+        if not doc:
             return
-        if not isinstance(doc, dict) or not doc:
-            return
-        holder = Holder.parse(orjson.dumps(doc))
+        holder = Holder.of(doc).describe()
         expires = doc.get("expires")
         expired = not isinstance(expires, int | float) or expires < self._clock()
         if expired or _dead_here(doc):
-            log.warning("crawl.stale_lock_taken_over", lock=path, previous=_who(holder))
+            log.warning("crawl.stale_lock_taken_over", lock=path, previous=holder)
             return
         raise OutputLocked(
-            f"out {path.rpartition('/')[0]}: another crawl is writing here ({_who(holder)}; "
+            f"out {path.rpartition('/')[0]}: another crawl is writing here ({holder}; "
             f"lease {path}); wait for it to finish, or use another --out"
         )
 
@@ -253,7 +251,7 @@ class ObjectRunLock:
         while not self._stop.wait(LEASE_SECONDS / 3):
             for path in self._paths:
                 with contextlib.suppress(OSError):  # the next renewal tries again
-                    _write_object(self._storage, path, self._record())
+                    write_whole(self._storage.fs, path, self._record())
 
     def release(self) -> None:
         """Stop renewing and delete the leases (a clean end leaves no holder behind)."""
@@ -266,8 +264,14 @@ class ObjectRunLock:
                     self._storage.delete(path)
 
 
-def _who(holder: Holder | None) -> str:
-    return holder.describe() if holder else "another process"
+def _lease(storage: ObjectStorage, path: str) -> dict[str, Any] | None:
+    """The lease record at ``path``, decoded; None when there is none or it is no JSON
+    object."""
+    try:
+        doc = orjson.loads(storage.read_bytes(path))
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _dead_here(doc: dict[str, Any]) -> bool:
@@ -284,6 +288,17 @@ def _dead_here(doc: dict[str, Any]) -> bool:
     return pid == os.getpid()  # our own pid, from an earlier process that had it
 
 
-def _write_object(storage: ObjectStorage, path: str, data: bytes) -> None:
-    with storage.fs.open_output_stream(path) as stream:
+def read_whole(fs: pafs.FileSystem, path: str) -> bytes:
+    """The whole content of the file (or object) at ``path`` (FileNotFoundError if absent)."""
+    with fs.open_input_stream(path) as stream:
+        data: bytes = stream.read()
+    return data
+
+
+def write_whole(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """``data`` at ``path``, whole or not at all (a rename locally; one upload on S3)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        write_atomic(path, data)
+        return
+    with fs.open_output_stream(path) as stream:
         stream.write(data)
