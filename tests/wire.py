@@ -14,6 +14,7 @@ or from ``script`` (a function of the :class:`Received` request)::
     Reply.trickle(data, size=1)           the answer in many tiny writes
     Reply.of(head, then="stall")          part of an answer, then nothing
     Reply((data,), gate=event)            answer once the test sets ``event``
+    Reply(parts, pace=0.05)               a slow server: 50 ms between writes
 
 Everything runs on 127.0.0.1 in the test's event loop; every loop is bounded and
 every task is cancelled when the context manager exits.
@@ -70,13 +71,15 @@ class Received:
 @dataclass(frozen=True)
 class Reply:
     """What the server does with one request: write ``parts`` one write each (waiting for
-    ``gate``, if given, before ``parts[gate_before]``), then ``then``: ``keep`` the
-    connection for the next request, ``close`` it, or ``stall`` forever."""
+    ``gate``, if given, before ``parts[gate_before]``; ``pace`` seconds between writes, a
+    slow server), then ``then``: ``keep`` the connection for the next request, ``close``
+    it, or ``stall`` forever."""
 
     parts: tuple[bytes, ...] = ()
     then: Literal["keep", "close", "stall"] = "keep"
     gate: asyncio.Event | None = None
     gate_before: int = 0
+    pace: float = 0.0
 
     @classmethod
     def of(cls, data: bytes, then: Literal["keep", "close", "stall"] = "keep") -> Reply:
@@ -181,8 +184,9 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
         if i == reply.gate_before and reply.gate is not None:
             await reply.gate.wait()
         elif i:
-            # Turn the event loop so the client reads what is there before the next write.
-            await asyncio.sleep(0)
+            # At least one turn of the event loop, so the client reads what is there
+            # before the next write.
+            await asyncio.sleep(reply.pace)
         writer.write(part)
         await writer.drain()
 
@@ -192,15 +196,18 @@ async def _serving(
     handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
     tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[int]:
-    """Serve ``handle`` on 127.0.0.1 (a free port, yielded); on exit, stop listening and
-    cancel every connection's handler."""
+    """Serve ``handle`` on 127.0.0.1 (a free port, yielded); on exit, stop listening,
+    cancel every connection's handler, and raise what a handler failed with."""
     handlers: set[asyncio.Task[None]] = set()
+    failures: list[Exception] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await handle(reader, writer)
         except (ConnectionError, ssl.SSLError):
             pass  # the client hung up or its TLS failed: the test sees that from its side
+        except Exception as exc:  # a broken script: raised again when the test ends
+            failures.append(exc)
         finally:
             writer.close()
 
@@ -220,6 +227,8 @@ async def _serving(
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
+    if failures:
+        raise failures[0]
 
 
 @asynccontextmanager

@@ -1,7 +1,7 @@
-"""Proxies on the wire (tests/wire.py's forward proxy): an https endpoint reached through a
-``CONNECT`` tunnel with Basic credentials, a plain http one in absolute form, and a proxy
-that refuses the credentials. The proxy sees what it should; its password reaches no
-row, log event or run.json."""
+"""End to end over tests/wire.py. Proxies: an https endpoint reached through a ``CONNECT``
+tunnel with Basic credentials, a plain http one in absolute form, and a proxy that
+refuses the credentials; the proxy sees what it should and its password reaches no row,
+log event or run.json. And answers whose bytes must not break a row."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import anyio
 import pytest
 
 from crawler.http.transport import Transport
+from tests.e2e_helpers import crawl
 from tests.test_hostile import artefacts, assert_absent, crawl_logged, self_signed_certificate
-from tests.wire import Reply, answer, running_proxy, running_wire
+from tests.wire import Received, Reply, answer, running_proxy, running_wire
 
 pytestmark = [
     pytest.mark.anyio,
@@ -149,3 +150,25 @@ async def test_a_plain_http_endpoint_through_the_proxy_is_asked_in_absolute_form
         (r.path, r.query, r.values("Proxy-Authorization")) for r in server.received
     ]
     assert (path, query, forwarded) == ("/v2/p", [("q", "a b")], [])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the transport hands on a Location decoded with surrogateescape; the error row "
+    "cannot be written as UTF-8 and the run ends in an unexpected error",
+)
+async def test_a_redirect_to_a_latin1_location_is_an_error_row(tmp_path: Path) -> None:
+    """A 302 whose Location holds a byte that is not UTF-8: an unexpected_status row, the
+    rest of the crawl carries on, and the run ends as any other with an error row."""
+    redirect = Reply.of(b"HTTP/1.1 302 Found\r\nLocation: /caf\xe9\r\nContent-Length: 0\r\n\r\n")
+
+    def script(request: Received) -> Reply:
+        return redirect if request.path.endswith("/t1") else TAG
+
+    async with running_wire(script=script) as server:
+        outcome = await crawl(server.url, TAGS, tmp_path / "out", max_attempts=1)
+    assert outcome.result.report.stop_reason is None
+    assert [(r["tag"], r["error_kind"]) for r in outcome.errors.to_pylist()] == [
+        ("t1", "unexpected_status")
+    ]
+    assert outcome.tags.num_rows == 1
