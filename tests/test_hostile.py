@@ -16,7 +16,6 @@ from urllib.parse import quote, quote_plus
 
 import anyio
 import pytest
-from aiohttp import web
 from structlog.testing import capture_logs
 
 from crawler.errors import ErrorKind, TransportError
@@ -273,26 +272,19 @@ def self_signed_certificate(tmp_path: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-@asynccontextmanager
-async def tls_server(tmp_path: Path) -> AsyncIterator[str]:
-    """A server on 127.0.0.1 whose certificate is self-signed (so it does not verify unless
-    ``tmp_path / "cert.pem"`` is trusted)."""
+def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server's TLS context with :func:`self_signed_certificate`'s certificate."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*self_signed_certificate(tmp_path))
+    return context
 
-    async def answer(request: web.Request) -> web.Response:
-        return web.json_response({"id": 1})
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", answer)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    try:
-        yield f"https://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+@asynccontextmanager
+async def tls_server(tmp_path: Path) -> AsyncIterator[str]:
+    """The hostile server over TLS on 127.0.0.1, its certificate self-signed (so it does not
+    verify unless ``tmp_path / "cert.pem"`` is trusted); yields its ``https://`` URL."""
+    async with running_hostile(tls=self_signed_context(tmp_path)) as server:
+        yield server.url
 
 
 async def test_a_certificate_that_does_not_verify_stops_the_run(tmp_path: Path) -> None:
@@ -317,7 +309,7 @@ async def test_a_certificate_trusted_through_ssl_cert_file_verifies(
     self-signed server then succeeds, certificate and host name verified."""
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
     async with tls_server(tmp_path) as url:
-        outcome = await crawl(url, ["ns/repo:t1"], tmp_path / "out")
+        outcome = await crawl(url, ["ns/repo:ok"], tmp_path / "out")
     assert outcome.result.exit_code == 0
     assert outcome.tags.num_rows == 1
 
@@ -342,8 +334,7 @@ async def test_an_http_endpoint_through_an_https_proxy_verifies_the_proxy(
     endpoint's does, for an endpoint that is itself plain http."""
     for name in ("no_proxy", "NO_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*self_signed_certificate(tmp_path))
+    context = self_signed_context(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
     async with running_hostile(tls=context) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
