@@ -17,6 +17,7 @@ from huaweicloudsdkswr.v2.model.show_repo_tag_response import ShowRepoTagRespons
 from prometheus_client.parser import text_string_to_metric_families
 
 from crawler.config import build_config
+from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA, with_metadata
 from crawler.run.dataset_run import run_dataset
 from crawler.run.runner import RunResult, run_crawl
 from crawler.sandbox.server import SandboxConfig, Stats, running_sandbox
@@ -29,6 +30,8 @@ IAM_DOMAIN, IAM_USER = "acme", "crawler-bot"
 #: The fields of a tag object in the API page's order, as the official SDK's model reads them:
 #: a record kept apart from both the sandbox and the crawler's normalize.
 TAG_FIELDS: tuple[str, ...] = tuple(ShowRepoTagResponse.attribute_map.values())
+#: The run id of the part files :func:`write_part` writes unless told another.
+PART_RUN = "20260101T000000Z-abcdef"
 
 
 class HasTargets(Protocol):
@@ -142,6 +145,18 @@ class Outcome:
 
     def rows_by_key(self, table: pa.Table) -> dict[str, dict[str, Any]]:
         return dict(zip(row_keys(table), table.to_pylist(), strict=True))
+
+
+def write_part(
+    out: Path, dataset: str, seq: int, rows: list[dict[str, Any]], run: str = PART_RUN
+) -> Path:
+    """Part ``seq`` of ``dataset`` (``tags`` or ``errors``) under ``out``, as run ``run``
+    would name it: the dataset's schema with the run's metadata; absent fields are null."""
+    schema = with_metadata(TAGS_SCHEMA if dataset == "tags" else ERRORS_SCHEMA, run)
+    path = out / dataset / f"part-{run}-{seq:05d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
 
 
 def read_dataset(directory: Path, schema: pa.Schema) -> pa.Table:

@@ -11,7 +11,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -30,7 +29,7 @@ from crawler.report.summary import (
 from crawler.report.text import full_lines, human_bytes, short_lines
 from crawler.sandbox.server import SandboxConfig, running_sandbox
 from tests.browser import find_chromium, load_page
-from tests.e2e_helpers import TOKEN, crawl
+from tests.e2e_helpers import TOKEN, crawl, write_part
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 MAX = 2**63 - 1
@@ -50,6 +49,8 @@ def tag(ref: str, **values: Any) -> dict[str, Any]:
         "created": AS_OF - timedelta(days=10),
         "manifest_media_type": "application/vnd.oci.image.manifest.v1+json",
         "platforms": None,
+        "fetched_at": AS_OF,
+        "attempts": 1,
     }
     row.update(values)
     return row
@@ -229,13 +230,14 @@ def test_the_short_summary_read_in_batches_equals_the_whole_tables(
         tag("a/w:1", size=None),
         tag("c/v:1", tag_type=1),
     ]
-    errors = [{"error_kind": "not_found", "http_status": 404}, {"error_kind": "timeout"}]
-    for name, rows in (("tags", first), ("tags", second), ("errors", errors)):
-        (tmp_path / name).mkdir(exist_ok=True)
-        table = tables(rows)[0] if name == "tags" else tables([], rows)[1]
-        pq.write_table(
-            table, tmp_path / name / f"part-{len(list((tmp_path / name).iterdir()))}.parquet"
-        )
+    failed = {"attempts": 1, "failed_at": AS_OF}
+    errors = [
+        {"error_kind": "not_found", "http_status": 404, **failed},
+        {"error_kind": "timeout", **failed},
+    ]
+    write_part(tmp_path, "tags", 1, first)
+    write_part(tmp_path, "tags", 2, second)
+    write_part(tmp_path, "errors", 1, errors)
     whole = summarize(*tables(first + second, errors), as_of=AS_OF)
     short = load_short_summary(tmp_path, batch_rows=batch_rows)
     assert short_fields(short) == short_fields(whole)

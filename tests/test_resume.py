@@ -22,9 +22,16 @@ from crawler.output.schema import with_metadata as schema_with_metadata
 from crawler.sandbox.faults import FaultConfig
 from crawler.sandbox.server import SandboxConfig, running_sandbox
 from crawler.targets import InvalidTarget, Target
-from tests.e2e_helpers import catalogue_keys, crawl, read_dataset, row_keys, sandbox_config
+from tests.e2e_helpers import (
+    PART_RUN,
+    catalogue_keys,
+    crawl,
+    read_dataset,
+    row_keys,
+    sandbox_config,
+    write_part,
+)
 
-RUN = "20260101T000000Z-abcdef"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CATALOGUE = {"seed": 5, "namespaces": 2, "repos_per_namespace": 4, "tags_per_repo": 5}
 
@@ -52,16 +59,6 @@ def error_row(key: str | None, kind: str, msg: str | None = None) -> dict[str, A
     }
 
 
-def write_part(
-    out: Path, dataset: str, seq: int, rows: list[dict[str, Any]], run: str = RUN
-) -> Path:
-    schema = schema_with_metadata(TAGS_SCHEMA if dataset == "tags" else ERRORS_SCHEMA, run)
-    path = out / dataset / f"part-{run}-{seq:05d}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-    return path
-
-
 def test_checkpoint_records_tags_and_definitive_errors_and_drops_transient(tmp_path: Path) -> None:
     """Tags and definitive errors are recorded; transient rows are rewritten out of their file."""
     write_part(tmp_path, "tags", 1, [tag_row("a/r:1"), tag_row("a/g/r:2")])
@@ -77,9 +74,9 @@ def test_checkpoint_records_tags_and_definitive_errors_and_drops_transient(tmp_p
         ],
     )
     transient_only = write_part(tmp_path, "errors", 3, [error_row("a/r:t", "timeout")])
-    stale_tmp = tmp_path / "tags" / f".part-{RUN}-00004.parquet.tmp"
+    stale_tmp = tmp_path / "tags" / f".part-{PART_RUN}-00004.parquet.tmp"
     stale_tmp.write_bytes(b"half a file")
-    other_shard_tmp = tmp_path / "tags" / f".part-{RUN}-s1of2-00001.parquet.tmp"
+    other_shard_tmp = tmp_path / "tags" / f".part-{PART_RUN}-s1of2-00001.parquet.tmp"
     other_shard_tmp.write_bytes(b"another process's file")
 
     checkpoint = read_checkpoint(Layout(tmp_path))
@@ -94,10 +91,10 @@ def test_checkpoint_records_tags_and_definitive_errors_and_drops_transient(tmp_p
     assert not transient_only.exists()
     assert not stale_tmp.exists()
     assert other_shard_tmp.exists()  # a concurrent shard's file in progress is not ours
-    kept = tmp_path / "errors" / f"part-{RUN}-00002.kept.parquet"
+    kept = tmp_path / "errors" / f"part-{PART_RUN}-00002.kept.parquet"
     table = pq.read_table(kept)
     assert table.column("error_kind").to_pylist() == ["not_found", "invalid_target"]
-    assert pq.read_schema(kept).metadata[META_RUN_ID] == RUN.encode()
+    assert pq.read_schema(kept).metadata[META_RUN_ID] == PART_RUN.encode()
     assert count_rows(Layout(tmp_path)).errors == {"invalid_target": 1, "not_found": 1}
     again = read_checkpoint(Layout(tmp_path))  # idempotent: nothing left to rewrite
     assert again.files_rewritten == 0
@@ -153,7 +150,7 @@ def test_another_schema_version_in_a_file_is_refused(tmp_path: Path) -> None:
 def test_has_run_sees_run_files_and_parts_of_this_shard(tmp_path: Path) -> None:
     """A fresh run refuses an output holding a run; a shard only minds its own files."""
     assert not has_run(Layout(tmp_path))
-    write_part(tmp_path, "tags", 1, [tag_row("a/r:1")], run=RUN)
+    write_part(tmp_path, "tags", 1, [tag_row("a/r:1")], run=PART_RUN)
     assert has_run(Layout(tmp_path))
     assert not has_run(Layout(tmp_path, (1, 2)))
 
@@ -169,9 +166,9 @@ def test_resume_reads_a_million_recorded_rows_quickly(tmp_path: Path) -> None:
     columns["tag"] = pa.array([f"v{i}" for i in range(n)])
     columns["fetched_at"] = pa.array([NOW] * n, TAGS_SCHEMA.field("fetched_at").type)
     columns["attempts"] = pa.array([1] * n, pa.int32())
-    table = pa.table(columns, schema=schema_with_metadata(TAGS_SCHEMA, RUN))
+    table = pa.table(columns, schema=schema_with_metadata(TAGS_SCHEMA, PART_RUN))
     (tmp_path / "tags").mkdir()
-    pq.write_table(table, tmp_path / "tags" / f"part-{RUN}-00001.parquet")
+    pq.write_table(table, tmp_path / "tags" / f"part-{PART_RUN}-00001.parquet")
     started = time.perf_counter()
     checkpoint = read_checkpoint(Layout(tmp_path))
     elapsed = time.perf_counter() - started
