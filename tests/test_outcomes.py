@@ -25,16 +25,18 @@ from crawler.run.metrics import LAST_SUCCESS, snapshot, write_metrics
 from crawler.run.stats import RunStats
 from crawler.sandbox.catalogue import Catalogue
 from crawler.sandbox.faults import FaultConfig
-from crawler.sandbox.server import SandboxConfig, running_sandbox, sandbox_in_thread
+from crawler.sandbox.server import running_sandbox, sandbox_in_thread
 from crawler.targets import in_shard, parse_reference
-from tests.e2e_helpers import TOKEN, catalogue_keys, crawl, crawl_args, metric_samples, run_cli
-
-SMALL = {"seed": 2, "namespaces": 2, "repos_per_namespace": 3, "tags_per_repo": 4}
-
-
-def sandbox(**overrides: Any) -> SandboxConfig:
-    return SandboxConfig(**{**SMALL, **overrides}, tokens=frozenset({TOKEN}))
-
+from tests.e2e_helpers import (
+    SMALL,
+    TOKEN,
+    catalogue_keys,
+    crawl,
+    crawl_args,
+    metric_samples,
+    run_cli,
+    sandbox_config,
+)
 
 #: The sandbox's targets, known before it starts (faults are scripted per target).
 KEYS = catalogue_keys(Catalogue(**SMALL))
@@ -46,7 +48,7 @@ async def test_metrics_file_matches_run_json(tmp_path: Path) -> None:
     metrics = tmp_path / "swr.prom"
     keys = KEYS
     faults = FaultConfig(scripts={keys[0]: ["429", "200"], keys[1]: ["503", "200"]})
-    async with running_sandbox(sandbox(faults=faults)) as sb:
+    async with running_sandbox(sandbox_config(faults=faults)) as sb:
         lines = [*keys, "ghost/none:v1", "BAD/x:1", keys[2]]
         outcome = await crawl(sb.url, lines, tmp_path / "out", metrics_file=str(metrics))
     run = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -81,7 +83,9 @@ async def test_last_success_is_kept_when_a_run_fails(tmp_path: Path) -> None:
         snapshot(RunStats(), complete=True, duration_seconds=1, rate_limit=1, last_success=1234.0),
     )
     keys = KEYS
-    async with running_sandbox(sandbox(faults=FaultConfig(scripts={keys[0]: ["503"] * 5}))) as sb:
+    async with running_sandbox(
+        sandbox_config(faults=FaultConfig(scripts={keys[0]: ["503"] * 5}))
+    ) as sb:
         outcome = await crawl(sb.url, keys, tmp_path / "out", metrics_file=str(metrics))
     assert outcome.result.exit_code == 1
     got = metric_samples(metrics)
@@ -92,7 +96,7 @@ async def test_last_success_is_kept_when_a_run_fails(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_every_target_not_found_is_a_warning(tmp_path: Path) -> None:
     """All targets 404 (the wrong server, say): exit 0 but a warning in run.json and the log."""
-    async with running_sandbox(sandbox()) as sb:
+    async with running_sandbox(sandbox_config()) as sb:
         with capture_logs() as logs:
             outcome = await crawl(sb.url, [f"ghost/app:v{i}" for i in range(5)], tmp_path / "o")
     assert outcome.result.exit_code == 0
@@ -105,7 +109,7 @@ async def test_every_target_not_found_is_a_warning(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_max_error_ratio_fails_the_run(tmp_path: Path) -> None:
     """3 error rows of 10 targets: exit 0 by default, exit 1 with --max-error-ratio 0.2."""
-    async with running_sandbox(sandbox()) as sb:
+    async with running_sandbox(sandbox_config()) as sb:
         keys = catalogue_keys(sb.catalogue)[:7]
         lines = [*keys, "ghost/a:1", "ghost/b:1", "ghost/c:1"]
         lenient = await crawl(sb.url, lines, tmp_path / "a")
@@ -121,7 +125,7 @@ async def test_max_error_ratio_fails_the_run(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_a_namespace_that_matches_nothing_is_a_warning(tmp_path: Path) -> None:
     """--discover --namespace of a namespace that does not exist: a warning naming it."""
-    async with running_sandbox(sandbox()) as sb:
+    async with running_sandbox(sandbox_config()) as sb:
         namespace = sb.catalogue.namespaces()[0]
         outcome = await crawl(
             sb.url,
@@ -177,7 +181,7 @@ def test_dead_endpoint_stops_early_and_resumes(tmp_path: Path, refusing: Refusin
     """An endpoint that answers nothing: the run stops after N failed requests (+ those in
     flight), exit 1, says to --resume; --resume against a live server then finishes."""
     targets = tmp_path / "targets.txt"
-    with sandbox_in_thread(sandbox()) as sb:
+    with sandbox_in_thread(sandbox_config()) as sb:
         keys = catalogue_keys(sb.catalogue)
         targets.write_text("\n".join(keys) + "\n")
         out = tmp_path / "out"
@@ -227,7 +231,7 @@ def test_a_held_lock_has_its_own_exit_code(tmp_path: Path) -> None:
 def test_dry_run_reads_checks_and_writes_nothing(tmp_path: Path) -> None:
     """--dry-run on a file: counts on stdout, invalid lines by physical line number, no
     request to the sandbox, nothing under --out."""
-    with sandbox_in_thread(sandbox()) as sb:
+    with sandbox_in_thread(sandbox_config()) as sb:
         keys = catalogue_keys(sb.catalogue)
         targets = tmp_path / "t.txt"
         targets.write_text("\n".join([keys[0], "", "# c", "Bad/x:1", keys[0], *keys[1:]]) + "\n")
@@ -247,7 +251,7 @@ def test_dry_run_reads_checks_and_writes_nothing(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_dry_run_discovery_sends_list_requests_only(tmp_path: Path) -> None:
     """--dry-run --discover lists the registry: list requests, counted, and no tag request."""
-    async with running_sandbox(sandbox()) as sb:
+    async with running_sandbox(sandbox_config()) as sb:
         config = build_config(
             {"discover": True, "out": str(tmp_path / "o"), "endpoint": sb.url, "rate": 0},
             environ={},
@@ -263,7 +267,7 @@ async def test_dry_run_discovery_sends_list_requests_only(tmp_path: Path) -> Non
 async def test_dry_run_discovery_counts_only_its_shard(tmp_path: Path) -> None:
     """--dry-run --discover --shard 1/2 counts this shard's tags and skips the others', as
     the crawl's intake does."""
-    async with running_sandbox(sandbox()) as sb:
+    async with running_sandbox(sandbox_config()) as sb:
         flags = {"discover": True, "out": str(tmp_path / "o"), "endpoint": sb.url, "rate": 0}
         config = build_config({**flags, "shard": "1/2"}, environ={})
         plan = await plan_discovery(config, {"SWR_AUTH_TOKEN": TOKEN})
@@ -296,7 +300,7 @@ async def test_dry_run_discovery_lists_as_concurrently_as_the_crawl(
 ) -> None:
     """The dry run's discovery lists the tags of min(4, --concurrency) repositories at once,
     as the crawl's does."""
-    async with running_sandbox(sandbox()) as sb:
+    async with running_sandbox(sandbox_config()) as sb:
         flags = {"discover": True, "out": str(tmp_path / "o"), "endpoint": sb.url}
         config = build_config({**flags, "concurrency": concurrency, "rate": 0}, environ={})
         with capture_logs() as logs:
@@ -329,7 +333,7 @@ def test_retries_are_debug_lines(tmp_path: Path) -> None:
 
     async def run() -> list[dict[str, Any]]:
         faults = FaultConfig(scripts={KEYS[0]: ["503", "200"]})
-        async with running_sandbox(sandbox(faults=faults)) as sb:
+        async with running_sandbox(sandbox_config(faults=faults)) as sb:
             with capture_logs() as logs:
                 await crawl(sb.url, KEYS, tmp_path / "o")
             return logs
@@ -396,7 +400,7 @@ def test_a_crawl_ends_with_the_short_report(tmp_path: Path) -> None:
     """The end of a crawl prints what the output holds (tags, bytes, namespaces, errors)."""
     targets = tmp_path / "t.txt"
     targets.write_text("\n".join([*KEYS, "ghost/x:1"]) + "\n")
-    with sandbox_in_thread(sandbox()) as sb:
+    with sandbox_in_thread(sandbox_config()) as sb:
         args = crawl_args(targets, tmp_path / "o", sb.url, "--rate", "0", "--log-format", "console")
         result = CliRunner().invoke(cli, args, env={"SWR_AUTH_TOKEN": TOKEN})
     assert result.exit_code == 0, result.output
@@ -411,7 +415,7 @@ def test_json_logs_leave_stderr_json_only(tmp_path: Path) -> None:
     targets = tmp_path / "t.txt"
     targets.write_text("\n".join([*KEYS, "ghost/x:1", "BAD/x:1"]) + "\n")
     faults = FaultConfig(scripts={KEYS[0]: ["503", "200"]})
-    with sandbox_in_thread(sandbox(faults=faults)) as sb:
+    with sandbox_in_thread(sandbox_config(faults=faults)) as sb:
         args = crawl_args(targets, tmp_path / "o", sb.url, "--rate", "0", "--log-format", "json")
         done = run_cli(
             [*args, "--log-level", "debug"],
@@ -434,7 +438,7 @@ def test_quiet_keeps_warnings_only(tmp_path: Path) -> None:
     """--quiet: no info event is logged, a warning still is (every target not found)."""
     targets = tmp_path / "t.txt"
     targets.write_text("ghost/a:1\nghost/b:1\n")
-    with sandbox_in_thread(sandbox()) as sb:
+    with sandbox_in_thread(sandbox_config()) as sb:
         args = crawl_args(targets, tmp_path / "o", sb.url, "--log-format", "json", "--quiet")
         result = CliRunner().invoke(cli, args, env={"SWR_AUTH_TOKEN": TOKEN})
     assert result.exit_code == 0, result.output
