@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gzip
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 
 import anyio
 import pytest
@@ -18,6 +20,7 @@ import pytest
 from crawler.errors import ErrorKind, TransportError
 from crawler.http.response import Answer
 from crawler.http.transport import Transport
+from tests.test_hostile import self_signed_certificate
 from tests.wire import CLOSE, STALL, Received, Reply, Wire, answer, chunked, running_wire
 
 pytestmark = pytest.mark.anyio
@@ -216,6 +219,18 @@ async def test_sequential_requests_share_one_connection(transport: Transport) ->
     assert (wire.accepted, {r.connection for r in wire.received}) == (1, {0})
 
 
+async def test_each_server_keeps_its_own_connection(transport: Transport) -> None:
+    """Requests alternating between two servers: each server sees one connection, and
+    every answer comes from the server asked."""
+    async with (
+        running_wire({"/w": Reply.of(answer(200, b"one"))}) as one,
+        running_wire({"/w": Reply.of(answer(200, b"two"))}) as two,
+    ):
+        bodies = [(await get(transport, server, "/w")).body for server in (one, two) * 3]
+    assert bodies == [b"one", b"two"] * 3
+    assert (one.accepted, two.accepted) == (1, 1)
+
+
 async def test_connection_close_in_an_answer_opens_a_new_connection(transport: Transport) -> None:
     """After an answer with Connection: close (and the close), the next request succeeds
     on a second connection."""
@@ -303,6 +318,15 @@ async def test_concurrent_requests_stay_within_max_connections() -> None:
 
 # Broken answers ------------------------------------------------------------------------
 
+
+CHUNKED = head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked")
+
+
+def sized(size: bytes) -> bytes:
+    """A chunked 200 whose one chunk of ``abcde`` is sized by ``size``, and the last chunk."""
+    return CHUNKED + size + b"\r\nabcde\r\n0\r\n\r\n"
+
+
 BROKEN = {
     "garbage-status-line": Reply.of(b"SPAM SPAM SPAM\r\n\r\n"),
     "non-numeric-status": Reply.of(head("HTTP/1.1 2x0 OK", "Content-Length: 0")),
@@ -321,12 +345,8 @@ BROKEN = {
     "body-short-then-close": Reply.of(
         head("HTTP/1.1 200 OK", "Content-Length: 10") + b"abc", "close"
     ),
-    "bad-chunk-size": Reply.of(
-        head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked") + b"zz\r\nab\r\n0\r\n\r\n"
-    ),
-    "chunked-cut-before-last-chunk": Reply.of(
-        head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked") + b"2\r\nab\r\n", "close"
-    ),
+    "bad-chunk-size": Reply.of(CHUNKED + b"zz\r\nab\r\n0\r\n\r\n"),
+    "chunked-cut-before-last-chunk": Reply.of(CHUNKED + b"2\r\nab\r\n", "close"),
     "header-line-over-8-kib": Reply.of(
         head("HTTP/1.1 200 OK", "X-Long: " + "a" * 9000, "Content-Length: 0")
     ),
@@ -343,7 +363,73 @@ BROKEN = {
     "gzip-that-does-not-inflate": Reply.of(
         answer(200, b"not gzip at all", [("Content-Encoding", "gzip")])
     ),
+    # What Python's int() would take but HTTP's 1*DIGIT / 1*HEXDIG does not.
+    "length-with-underscore": Reply.of(head("HTTP/1.1 200 OK", "Content-Length: 1_0") + b"x" * 10),
+    "length-with-plus": Reply.of(head("HTTP/1.1 200 OK", "Content-Length: +10") + b"x" * 10),
+    "length-in-hex": Reply.of(head("HTTP/1.1 200 OK", "Content-Length: 0xa") + b"x" * 10),
+    "length-in-fullwidth-digits": Reply.of(
+        "HTTP/1.1 200 OK\r\nContent-Length: \uff11\uff10\r\n\r\n".encode() + b"x" * 10
+    ),
+    "length-with-inner-space": Reply.of(head("HTTP/1.1 200 OK", "Content-Length: 1 0") + b"x" * 10),
+    "length-empty-then-close": Reply.of(
+        head("HTTP/1.1 200 OK", "Content-Length: ") + b"x", "close"
+    ),
+    "chunk-size-0x": Reply.of(sized(b"0x5")),
+    "chunk-size-plus": Reply.of(sized(b"+5")),
+    "chunk-size-minus": Reply.of(sized(b"-5")),
+    "chunk-size-underscore": Reply.of(sized(b"0_5")),
+    "chunk-size-leading-space": Reply.of(sized(b" 5")),
+    "chunk-data-longer-than-its-size": Reply.of(CHUNKED + b"5\r\nabcdeXX\r\n0\r\n\r\n"),
+    "chunk-lines-ending-in-bare-lf": Reply.of(CHUNKED + b"5\nabcde\n0\n\n"),
+    "trailer-without-colon": Reply.of(CHUNKED + b"5\r\nabcde\r\n0\r\nbad\r\n\r\n"),
+    "trailer-line-over-8-kib": Reply.of(chunked([b"abcde"], trailers=[("X-T", "a" * 9000)])),
+    "status-with-plus": Reply.of(head("HTTP/1.1 +200 OK", "Content-Length: 0")),
+    "status-of-two-digits": Reply.of(head("HTTP/1.1 20 OK", "Content-Length: 0")),
+    "status-with-underscore": Reply.of(head("HTTP/1.1 2_0 OK", "Content-Length: 0")),
+    "status-in-fullwidth-digits": Reply.of(
+        "HTTP/1.1 \uff12\uff10\uff10 OK\r\nContent-Length: 0\r\n\r\n".encode()
+    ),
+    "version-not-numeric": Reply.of(head("HTTP/x.y 200 OK", "Content-Length: 0")),
+    "version-lower-case": Reply.of(head("http/1.1 200 OK", "Content-Length: 0")),
+    "version-3": Reply.of(head("HTTP/3.0 200 OK", "Content-Length: 0")),
+    "header-name-with-space": Reply.of(head("HTTP/1.1 200 OK", "Bad Name: x", "Content-Length: 0")),
+    "header-name-empty": Reply.of(head("HTTP/1.1 200 OK", ": x", "Content-Length: 0")),
 }
+
+
+@pytest.mark.parametrize(
+    ("data", "body"),
+    [
+        (sized(b"5"), b"abcde"),
+        (sized(b"05;ext=1"), b"abcde"),
+        (head("HTTP/1.1 200 OK", "Content-Length: 010") + b"x" * 10, b"x" * 10),
+    ],
+    ids=["chunk-size", "chunk-size-zero-led-extended", "content-length-zero-led"],
+)
+async def test_the_broken_cases_framing_is_sound_when_valid(
+    transport: Transport, data: bytes, body: bytes
+) -> None:
+    """The framing the broken cases spoil, with a valid size or length: the body comes back
+    (so each refusal is the spoilt part's doing)."""
+    async with running_wire({"/ok": Reply.of(data)}) as wire:
+        got = await get(transport, wire, "/ok")
+    assert (got.status, got.body) == (200, body)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        head("HTTP/1.1 200 OK", f"Content-Length: {10**26}"),
+        CHUNKED + b"f" * 20 + b"\r\nab",
+    ],
+    ids=["content-length", "chunk-size"],
+)
+async def test_a_length_past_64_bits_is_refused(transport: Transport, data: bytes) -> None:
+    """A Content-Length or chunk size too big for 64 bits, then silence: refused at once
+    as network (today's parser: an overflow) or too_large (over the cap), never a wait."""
+    async with running_wire({"/huge": Reply.of(data, then="stall")}) as wire:
+        error = await refused(transport, wire, "/huge")
+    assert error.kind in (ErrorKind.NETWORK, ErrorKind.TOO_LARGE)
 
 
 @pytest.mark.parametrize("case", BROKEN)
@@ -432,6 +518,45 @@ async def test_a_server_that_never_answers_times_out() -> None:
     """No byte of an answer at all: kind timeout too."""
     error = await short_timeout_error(STALL)
     assert error.kind is ErrorKind.TIMEOUT
+
+
+# TLS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context whose self-signed certificate the transport trusts (SSL_CERT_FILE)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed_certificate(tmp_path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    return context
+
+
+async def test_https_requests_share_one_tls_connection(
+    transport: Transport, tls: ssl.SSLContext
+) -> None:
+    """Three https requests, a chunked answer among them: all answered, on one connection."""
+    routes = {"/a": Reply.of(answer(200, b"a")), "/c": Reply.of(chunked([b"c1", b"c2"]))}
+    async with running_wire(routes, tls=tls) as wire:
+        bodies = [(await get(transport, wire, path)).body for path in ("/a", "/c", "/a")]
+    assert bodies == [b"a", b"c1c2", b"a"]
+    assert wire.accepted == 1
+
+
+@pytest.mark.parametrize(
+    "greeting",
+    [Reply.of(answer(400, reason="Bad Request"), then="close"), CLOSE],
+    ids=["plain-http-answer", "close"],
+)
+async def test_a_tls_handshake_the_server_breaks_is_a_network_error(
+    transport: Transport, tls: ssl.SSLContext, greeting: Reply
+) -> None:
+    """https to a server that answers the handshake in plain HTTP, or hangs up: kind network
+    (not tls, which is kept for a certificate that does not verify and stops the run)."""
+    async with running_wire(on_accept=greeting) as wire:
+        with pytest.raises(TransportError) as raised, anyio.fail_after(GUARD):
+            await transport.request("GET", wire.url.replace("http:", "https:"), headers={})
+    assert raised.value.kind is ErrorKind.NETWORK
 
 
 # The request on the wire ---------------------------------------------------------------

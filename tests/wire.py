@@ -140,6 +140,8 @@ class Wire:
 
     routes: Mapping[str, Reply] = field(default_factory=dict)
     script: Script | None = None
+    on_accept: Reply | None = None
+    """What to do as soon as a connection is accepted, before reading any request."""
     received: list[Received] = field(default_factory=list)
     accepted: int = 0
     """Connections accepted so far."""
@@ -236,15 +238,20 @@ async def running_wire(
     routes: Mapping[str, Reply] | None = None,
     *,
     script: Script | None = None,
+    on_accept: Reply | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Wire]:
     """A scripted server on 127.0.0.1 in this event loop; ``.url`` is its origin
     (``https://`` when ``tls`` is given)."""
-    wire = Wire(routes=routes or {}, script=script)
+    wire = Wire(routes=routes or {}, script=script, on_accept=on_accept)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = wire.accepted
         wire.accepted += 1
+        if wire.on_accept is not None:
+            await _write(writer, wire.on_accept)
+            if wire.on_accept.then == "close":
+                return
         for _ in range(MAX_REQUESTS_PER_CONNECTION):
             request = await read_request(reader, connection)
             if request is None:
