@@ -263,6 +263,21 @@ async def test_dry_run_discovery_sends_list_requests_only(tmp_path: Path) -> Non
     assert not (tmp_path / "o").exists()
 
 
+def test_dry_run_discovery_with_a_refused_credential_says_so_and_exits_1(tmp_path: Path) -> None:
+    """A 401 on the dry run's listing stops it like a crawl's: a line that says so, exit 1,
+    no traceback."""
+    with sandbox_in_thread(sandbox_config()) as sb:
+        args = ["crawl", "--dry-run", "--discover", "--out", str(tmp_path / "o")]
+        result = CliRunner().invoke(
+            cli, [*args, "--endpoint", sb.url], env={"SWR_AUTH_TOKEN": "no"}
+        )
+        assert sb.stats.tag_requests == 0
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "listing stopped (unauthorized): the counts here are incomplete" in result.output
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.anyio
 async def test_dry_run_discovery_counts_only_its_shard(tmp_path: Path) -> None:
     """--dry-run --discover --shard 1/2 counts this shard's tags and skips the others', as

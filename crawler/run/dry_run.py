@@ -21,7 +21,7 @@ import click
 
 from crawler.config import CrawlConfig, effective_endpoint
 from crawler.crawl.control import RunControl
-from crawler.crawl.discover import Found, Named, discoverer_for
+from crawler.crawl.discover import Found, Named, discover_or_stop, discoverer_for
 from crawler.crawl.intake import Intake, ListingError
 from crawler.errors import ConfigError
 from crawler.http.client import SwrClient
@@ -49,6 +49,8 @@ class Plan:
     listing_requests: int | None = None
     """List requests the dry run itself made (--discover only)."""
     listing_failures: int = 0
+    stop_reason: str | None = None
+    """Why the listing stopped before its end (a refused credential: ``unauthorized``)."""
 
 
 def plan_targets(items: Iterable[Target | InvalidTarget], shard: tuple[int, int]) -> Plan:
@@ -105,8 +107,9 @@ async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Pla
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(count)
-            await discoverer.run(send)
+            await discover_or_stop(discoverer, send, control)
         plan.listing_requests = stats.requests
+        plan.stop_reason = control.stop_reason
     return _not_admitted(plan, stats)
 
 
@@ -148,6 +151,8 @@ def plan_lines(plan: Plan, config: CrawlConfig) -> list[str]:
     else:
         listing = plan.listing_requests
         lines.append(f"list requests made by this dry run: {listing:,} (no tag-details request)")
+        if plan.stop_reason is not None:
+            lines.append(f"listing stopped ({plan.stop_reason}): the counts here are incomplete")
         if plan.listing_failures:
             lines.append(f"listings that failed: {plan.listing_failures:,} (tags may be missing)")
         lines.append(
@@ -165,7 +170,7 @@ def plan_lines(plan: Plan, config: CrawlConfig) -> list[str]:
 
 def dry_run(config: CrawlConfig, environ: Mapping[str, str] | None = None) -> int:
     """Run the dry run, print its report on stdout; the exit status (0, or 1 when a
-    listing failed)."""
+    listing failed or was stopped)."""
     if config.discover:
         plan = anyio.run(plan_discovery, config, os.environ if environ is None else environ)
     else:
@@ -177,4 +182,4 @@ def dry_run(config: CrawlConfig, environ: Mapping[str, str] | None = None) -> in
             plan = plan_targets(items, config.shard)
     for line in plan_lines(plan, config):
         click.echo(line)
-    return 1 if plan.listing_failures else 0
+    return 1 if plan.listing_failures or plan.stop_reason is not None else 0
