@@ -12,7 +12,6 @@ import gzip
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from pathlib import Path
 
 import anyio
 import pytest
@@ -20,23 +19,14 @@ import pytest
 from crawler.errors import ErrorKind, TransportError
 from crawler.http.response import Answer
 from crawler.http.transport import Transport
-from tests.test_hostile import self_signed_certificate
 from tests.wire import CLOSE, STALL, Received, Reply, Wire, answer, chunked, running_wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_proxy_env")]
 
 #: The body cap of every transport here: small, so that going over it is quick.
 CAP = 4096
 #: No test may take longer than this, whatever the server does.
 GUARD = 5.0
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Straight to the loopback server, whatever proxy the machine's environment names."""
-    for name in ("http_proxy", "https_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
 
 
 @pytest.fixture
@@ -523,21 +513,12 @@ async def test_a_server_that_never_answers_times_out() -> None:
 # TLS -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
-    """A server context whose self-signed certificate the transport trusts (SSL_CERT_FILE)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*self_signed_certificate(tmp_path))
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
-    return context
-
-
 async def test_https_requests_share_one_tls_connection(
-    transport: Transport, tls: ssl.SSLContext
+    transport: Transport, trusted_tls: ssl.SSLContext
 ) -> None:
     """Three https requests, a chunked answer among them: all answered, on one connection."""
     routes = {"/a": Reply.of(answer(200, b"a")), "/c": Reply.of(chunked([b"c1", b"c2"]))}
-    async with running_wire(routes, tls=tls) as wire:
+    async with running_wire(routes, tls=trusted_tls) as wire:
         bodies = [(await get(transport, wire, path)).body for path in ("/a", "/c", "/a")]
     assert bodies == [b"a", b"c1c2", b"a"]
     assert wire.accepted == 1
@@ -549,7 +530,7 @@ async def test_https_requests_share_one_tls_connection(
     ids=["plain-http-answer", "close"],
 )
 async def test_a_tls_handshake_the_server_breaks_is_a_network_error(
-    transport: Transport, tls: ssl.SSLContext, greeting: Reply
+    transport: Transport, greeting: Reply
 ) -> None:
     """https to a server that answers the handshake in plain HTTP, or hangs up: kind network
     (not tls, which is kept for a certificate that does not verify and stops the run)."""

@@ -15,11 +15,12 @@ import pytest
 
 from crawler.http.transport import Transport
 from tests.e2e_helpers import crawl
-from tests.test_hostile import artefacts, assert_absent, crawl_logged, self_signed_certificate
+from tests.test_hostile import artefacts, assert_absent, crawl_logged
 from tests.wire import Received, Reply, answer, running_proxy, running_wire
 
 pytestmark = [
     pytest.mark.anyio,
+    pytest.mark.usefixtures("no_proxy_env"),
     # aiohttp 3.14 deprecates BasicAuth and proxy_auth=, which the aiohttp-based transport
     # uses for a proxy URL's credentials (warnings, silent outside tests): these two go
     # with aiohttp's client.
@@ -45,33 +46,15 @@ def proxy_url(proxy: str, password: str) -> str:
     return proxy.replace("http://", f"http://{USER}:{quote(password, safe='')}@")
 
 
-@pytest.fixture(autouse=True)
-def _only_our_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy setting of the machine's own environment is in the way."""
-    for name in ("http_proxy", "https_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
-def tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
-    """A server context with a self-signed certificate for 127.0.0.1, which the crawler
-    trusts through SSL_CERT_FILE."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*self_signed_certificate(tmp_path))
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
-    return context
-
-
 async def test_an_https_endpoint_through_a_connect_proxy_with_credentials(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusted_tls: ssl.SSLContext
 ) -> None:
     """HTTPS_PROXY=http://user:pass@proxy: every request goes through a CONNECT to the
     endpoint's host:port carrying the decoded credentials; the endpoint (TLS verified)
     gets the requests without them; the password is nowhere in the output."""
-    context = tls_context(tmp_path, monkeypatch)
     credentials = (USER, PASSWORD)
     async with (
-        running_wire(script=lambda r: TAG, tls=context) as server,
+        running_wire(script=lambda r: TAG, tls=trusted_tls) as server,
         running_proxy(credentials) as proxy,
     ):
         monkeypatch.setenv("HTTPS_PROXY", proxy_url(proxy.url, PASSWORD))
@@ -93,13 +76,12 @@ async def test_an_https_endpoint_through_a_connect_proxy_with_credentials(
 
 
 async def test_a_proxy_refusing_the_credentials_gives_network_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusted_tls: ssl.SSLContext
 ) -> None:
     """A 407 to every CONNECT: each target is an error row of kind network, after its
     attempts; the endpoint is never reached and the password given leaks nowhere."""
-    context = tls_context(tmp_path, monkeypatch)
     async with (
-        running_wire(script=lambda r: TAG, tls=context) as server,
+        running_wire(script=lambda r: TAG, tls=trusted_tls) as server,
         running_proxy((USER, "the right one")) as proxy,
     ):
         monkeypatch.setenv("HTTPS_PROXY", proxy_url(proxy.url, PASSWORD))
