@@ -16,6 +16,9 @@ or from ``script`` (a function of the :class:`Received` request)::
     Reply((data,), gate=event)            answer once the test sets ``event``
     Reply(parts, pace=0.05)               a slow server: 50 ms between writes
 
+``on_accept`` is a :class:`Reply` acted on as soon as a connection is accepted,
+before any request is read (``CLOSE``: hang up on a TLS handshake).
+
 Everything runs on 127.0.0.1 in the test's event loop; every loop is bounded and
 every task is cancelled when the context manager exits.
 """
