@@ -1,5 +1,6 @@
-"""The HTTP seam holds: one module imports aiohttp, the http package has no import cycle,
-the pure plan imports no HTTP code, and the pool and the IAM login share the one transport."""
+"""The HTTP seam holds: only the sandbox (a server) imports aiohttp, the transport is the one
+module that opens connections, the http package has no import cycle, the pure plan imports
+no HTTP code, and the pool and the IAM login share the one transport."""
 
 from __future__ import annotations
 
@@ -31,15 +32,30 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): imports_of(p) for p in PACKAGE.rglob("*.py")}
 
 
-def test_only_the_transport_imports_aiohttp() -> None:
-    """Outside the sandbox (a server), crawler.http.transport is the one aiohttp importer."""
+def test_no_module_outside_the_sandbox_imports_aiohttp() -> None:
+    """The crawler speaks HTTP itself (crawler.http.transport and h1): aiohttp and yarl are
+    imported by the sandbox's server only."""
     importers = {
         name
         for name, imported in MODULES.items()
         if any(i == "aiohttp" or i.startswith(("aiohttp.", "yarl")) for i in imported)
-        and not name.startswith("crawler.sandbox")
     }
-    assert importers == {"crawler.http.transport"}
+    assert importers
+    assert {name for name in importers if not name.startswith("crawler.sandbox")} == set()
+
+
+def test_only_the_transport_opens_connections() -> None:
+    """No crawler module outside the sandbox but the transport opens a socket or a connection."""
+    openers = {
+        path.relative_to(PACKAGE.parent).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if any(
+            call in path.read_text(encoding="utf-8")
+            for call in ("create_connection(", "open_connection(", "socket.socket(")
+        )
+        and "sandbox" not in path.parts
+    }
+    assert openers == {"crawler/http/transport.py"}
 
 
 def reached(start: str) -> set[str]:

@@ -36,7 +36,7 @@ async def list_status() -> int:
 @pytest.fixture
 def broken_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """Our signer leaves "|", ":" and " " unescaped, a bug the sandbox must not share."""
-    monkeypatch.setattr(signer, "_encode", lambda value: value)
+    monkeypatch.setattr(signer, "encode_component", lambda value: value)
 
 
 def test_the_sandbox_verifies_with_the_official_sdk() -> None:

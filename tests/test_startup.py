@@ -74,9 +74,9 @@ def test_crawl_help_imports_no_network_parquet_sandbox_or_loop_module() -> None:
 
 
 def test_a_crawl_off_a_terminal_imports_no_sandbox_no_server_and_no_rich(tmp_path: Path) -> None:
-    """A real crawl (stderr not a terminal, JSON logs) never loads the sandbox, aiohttp's
-    server side or rich (neither the progress bar nor structlog's rich tracebacks), nor uvloop
-    (installed here, but asyncio's loop is the default)."""
+    """A real crawl (stderr not a terminal, JSON logs) never loads the sandbox, aiohttp (the
+    transport speaks HTTP itself), rich (neither the progress bar nor structlog's rich
+    tracebacks) or uvloop (installed here, but asyncio's loop is the default)."""
     with sandbox_in_thread(sandbox_config()) as sb:
         targets = tmp_path / "targets.txt"
         write_targets(sb.catalogue, targets)
@@ -84,10 +84,10 @@ def test_a_crawl_off_a_terminal_imports_no_sandbox_no_server_and_no_rich(tmp_pat
         modules = imported_by([*args, "--endpoint", sb.url], {"SWR_AUTH_TOKEN": TOKEN})
         assert sb.stats.total_requests > 0
     assert json.loads((tmp_path / "out" / "run.json").read_text())["complete"] is True
-    assert loaded(modules, "aiohttp")
+    assert loaded(modules, "crawler.http.transport")
+    assert not loaded(modules, "aiohttp")
     assert not loaded(modules, "uvloop")
     assert not loaded(modules, "crawler.sandbox")
-    assert not loaded(modules, "aiohttp.web")
     assert not loaded(modules, "rich")
 
 
@@ -101,7 +101,7 @@ def test_a_crawl_connects_for_its_first_request_before_importing_pyarrow(tmp_pat
         args = ["crawl", "--targets", str(targets), "--out", str(tmp_path / "out")]
         env = {"CLOUD_SDK_AK": AK, "CLOUD_SDK_SK": SK}
         modules = imported_by([*args, "--endpoint", sb.url], env, when="connect")
-    assert loaded(modules, "aiohttp")
+    assert loaded(modules, "crawler.http.transport")
     assert not loaded(modules, "pyarrow")
     assert not loaded(modules, "prometheus_client")
     assert json.loads((tmp_path / "out" / "run.json").read_text())["complete"] is True

@@ -28,8 +28,9 @@ def sdk_date(now: datetime) -> str:
     return now.strftime(DATE_FORMAT)
 
 
-def _encode(value: str) -> str:
-    # Only unreserved characters (and "~") stay as they are, "/" included.
+def encode_component(value: str) -> str:
+    """A path segment or query key or value, percent-encoded as the signature covers it:
+    only unreserved characters stay as they are ("/" is encoded too)."""
     return quote(value, safe="~")
 
 
@@ -43,13 +44,13 @@ def canonical_uri(path: str) -> str:
     if _PLAIN_PATH.fullmatch(path):
         uri = path.replace("$", "%24")  # what quote() does to "$", the only reserved one here
     else:
-        uri = "/".join(_encode(segment) for segment in unquote(path).split("/"))
+        uri = "/".join(encode_component(segment) for segment in unquote(path).split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
 
 def canonical_query(query: Iterable[tuple[str, str]]) -> str:
     """Sorted ``k=v`` pairs, each side encoded, joined with ``&``."""
-    return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(query))
+    return "&".join(f"{encode_component(k)}={encode_component(v)}" for k, v in sorted(query))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
