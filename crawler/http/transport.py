@@ -45,7 +45,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -103,8 +103,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Reply] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is one without deriving from asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -310,8 +310,7 @@ class Transport:
         transport = await asyncio.get_running_loop().start_tls(
             connection.transport, connection, tls, server_hostname=_sni(route.host, tls)
         )
-        assert isinstance(transport, asyncio.Transport)
-        connection.transport = transport
+        connection.transport = cast(asyncio.Transport, transport)
 
     def _route(self, origin: str) -> _Route:
         parts = urlsplit(origin)
