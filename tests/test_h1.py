@@ -60,8 +60,7 @@ ANSWERS = {
     "chunked": b"HTTP/1.1 200 OK\r\nRetry-After: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
     + chunked(BODY, 7),
     "gzip": b"HTTP/1.1 200 OK\r\nRetry-After: 3\r\nContent-Encoding: gzip\r\n"
-    b"Content-Length: %d\r\n\r\n" % len(gzip.compress(BODY))
-    + gzip.compress(BODY),
+    b"Content-Length: %d\r\n\r\n" % len(gzip.compress(BODY)) + gzip.compress(BODY),
     "interim": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nRetry-After: 3\r\n"
     b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY),
 }
