@@ -603,11 +603,6 @@ async def test_a_post_body_arrives_byte_exact(transport: Transport) -> None:
     assert request.values("Content-Type") == ["application/json"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="aiohttp's session keeps a cookie jar: a Set-Cookie from a named host is sent back",
-)
 async def test_a_set_cookie_is_never_sent_back(transport: Transport) -> None:
     """An answer's Set-Cookie (from a named host, as a gateway's would be) gives the next
     request no Cookie header."""

@@ -259,9 +259,9 @@ class AnswerReader:
         coding = fields.get(b"transfer-encoding")
         if coding is not None:
             codings = [part.strip().lower() for part in coding.split(b",")]
+            if b"content-length" in fields:  # two framings: the way requests are smuggled
+                raise ProtocolError("the answer gives both Transfer-Encoding and Content-Length")
             if codings[-1] == b"chunked":
-                if b"content-length" in fields:
-                    self._reusable = False  # both framings given: nothing after it is trusted
                 self._state = self._read_chunk_size
             else:
                 self._reusable = False
