@@ -134,12 +134,6 @@ async def test_a_plain_http_endpoint_through_the_proxy_is_asked_in_absolute_form
     assert (path, query, forwarded) == ("/v2/p", [("q", "a b")], [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the transport hands on a Location decoded with surrogateescape; the error row "
-    "cannot be written as UTF-8 and the run ends in an unexpected error",
-)
 async def test_a_redirect_to_a_latin1_location_is_an_error_row(tmp_path: Path) -> None:
     """A 302 whose Location holds a byte that is not UTF-8: an unexpected_status row, the
     rest of the crawl carries on, and the run ends as any other with an error row."""
