@@ -310,7 +310,7 @@ class AnswerReader:
             if len(buffer) > _MAX_CHUNK_LINE:
                 raise ProtocolError("a chunk-size line of the answer is too long")
             return False
-        size_text = bytes(buffer[:end]).partition(b";")[0].strip(b" \t")
+        size_text = bytes(buffer[:end]).partition(b";")[0].rstrip(b" \t")  # BWS before ";"
         del buffer[: end + 2]
         if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):
             raise ProtocolError(f"the answer has a bad chunk size: {size_text[:40]!r}")
