@@ -50,6 +50,10 @@ _MAX_CHUNK_LINE: Final = 1024
 _CRLF: Final = b"\r\n"
 _END_OF_HEAD: Final = b"\r\n\r\n"
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+#: The bytes of a header name (RFC 9110's token).
+_TOKEN: Final = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 _NO_BODY: Final = frozenset((204, 304))
 #: Header fields the reader needs whatever it is asked to keep.
 _FRAMING: Final = (b"content-length", b"transfer-encoding", b"connection", b"content-encoding")
@@ -117,6 +121,7 @@ class AnswerReader:
         self._headers: dict[str, str] = {}
         self._reusable = True
         self._remaining = 0  # of a Content-Length body, or of the current chunk
+        self._trailer_bytes = 0
         self._wire = 0  # body bytes received (de-chunked, before decompression)
         self._parts: list[bytes] = []
         self._size = 0  # body bytes decoded
@@ -211,15 +216,10 @@ class AnswerReader:
         for line in lines[1:]:
             if len(line) > MAX_LINE:
                 raise ProtocolError(f"a header line of the answer is over {MAX_LINE} bytes")
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name[-1:] in b" \t" or name[:1] in b" \t":
-                raise ProtocolError(f"the answer has a malformed header line: {line[:40]!r}")
-            if b"\n" in line or b"\r" in line or b"\x00" in line:
-                raise ProtocolError("a header line of the answer holds a bare CR, LF or NUL")
+            name, value = _field(line)
             name = name.lower()
             if name not in wanted:
                 continue
-            value = value.strip(b" \t")
             seen = fields.get(name)
             if seen is None:
                 fields[name] = value
@@ -307,10 +307,17 @@ class AnswerReader:
         buffer = self._buffer
         end = buffer.find(_CRLF)
         if end < 0:
-            if len(buffer) > _MAX_CHUNK_LINE:
-                raise ProtocolError("a chunk-size line of the answer is too long")
+            if len(buffer) > _MAX_CHUNK_LINE or b"\n" in buffer:
+                raise ProtocolError(
+                    "a chunk-size line of the answer is too long or ends in a bare LF"
+                )
             return False
-        size_text = bytes(buffer[:end]).partition(b";")[0].rstrip(b" \t")  # BWS before ";"
+        line = bytes(buffer[:end])
+        if end > _MAX_CHUNK_LINE or b"\n" in line or b"\r" in line:
+            raise ProtocolError(
+                "a chunk-size line of the answer is too long or holds a bare CR or LF"
+            )
+        size_text = line.partition(b";")[0].rstrip(b" \t")  # BWS before ";" only
         del buffer[: end + 2]
         if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):
             raise ProtocolError(f"the answer has a bad chunk size: {size_text[:40]!r}")
@@ -352,13 +359,20 @@ class AnswerReader:
         while True:
             end = buffer.find(_CRLF)
             if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise ProtocolError(f"the answer's trailers are over {MAX_HEAD} bytes")
+                if len(buffer) > MAX_LINE or b"\n" in buffer:
+                    raise ProtocolError("a trailer line of the answer is too long or ends in LF")
                 return False
+            if end > MAX_LINE:
+                raise ProtocolError(f"a trailer line of the answer is over {MAX_LINE} bytes")
+            self._trailer_bytes += end + 2
+            if self._trailer_bytes > MAX_HEAD:
+                raise ProtocolError(f"the answer's trailers are over {MAX_HEAD} bytes")
+            line = bytes(buffer[:end])
             del buffer[: end + 2]
-            if end == 0:  # the blank line that ends the trailers
+            if not line:  # the blank line that ends the trailers
                 self._finish(reusable=self._reusable and not buffer)
                 return False
+            _field(line)  # a trailer is checked as a header is, then dropped
 
     def _body(self, data: bytes) -> None:
         if not data:
@@ -402,6 +416,17 @@ class AnswerReader:
         self._done = done = Reply(self._status, self._headers, body, reusable)
         self._parts = []
         return done
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """``(name, value)`` of one header or trailer line, or ProtocolError: a name is a token
+    (no space, tab or control character) and nothing in the line is a CR, LF or NUL."""
+    name, colon, value = line.partition(b":")
+    if not colon or not name or not _TOKEN.issuperset(name):
+        raise ProtocolError(f"the answer has a malformed header line: {line[:40]!r}")
+    if b"\n" in value or b"\r" in value or b"\x00" in value:
+        raise ProtocolError("a header line of the answer holds a bare CR, LF or NUL")
+    return name, value.strip(b" \t")
 
 
 def _is_zlib(data: bytes) -> bool:
