@@ -90,6 +90,14 @@ async def test_a_chunked_body_with_extensions_and_trailers_is_joined(transport: 
     assert (got.status, got.body) == (200, b"abcde" + b"f" * 300)
 
 
+async def test_three_thousand_one_byte_chunks_are_joined(transport: Transport) -> None:
+    """Chunks of one byte each, 3000 of them, in writes of 5 bytes: the body is whole."""
+    data = chunked([b"y"] * 3000)
+    async with running_wire({"/many": Reply.trickle(data, size=5)}) as wire:
+        got = await get(transport, wire, "/many")
+    assert (got.status, got.body) == (200, b"y" * 3000)
+
+
 async def test_a_chunked_body_in_one_byte_writes_is_joined(transport: Transport) -> None:
     """The same chunked answer, head included, written one byte at a time."""
     data = chunked([b"ab", b"cde", b"f" * 300], extension=";x=1", trailers=[("X-T", "1")])
@@ -334,6 +342,7 @@ BROKEN = {
     ),
     "bad-chunk-size": Reply.of(CHUNKED + b"zz\r\nab\r\n0\r\n\r\n"),
     "chunked-cut-before-last-chunk": Reply.of(CHUNKED + b"2\r\nab\r\n", "close"),
+    "status-line-over-8-kib": Reply.of(head("HTTP/1.1 200 " + "R" * 9000, "Content-Length: 0")),
     "header-line-over-8-kib": Reply.of(
         head("HTTP/1.1 200 OK", "X-Long: " + "a" * 9000, "Content-Length: 0")
     ),
@@ -439,6 +448,60 @@ async def test_the_transport_works_on_after_a_broken_answer(transport: Transport
 
 
 # Bounds --------------------------------------------------------------------------------
+
+
+def framed(framing: str, body: bytes) -> Reply:
+    """``body`` in a 200 framed as ``framing`` says."""
+    gzipped = [("Content-Encoding", "gzip")]
+    if framing == "content-length":
+        return Reply.of(answer(200, body))
+    if framing == "chunked":
+        return Reply.of(chunked([body[:1000], body[1000:]]))
+    if framing == "chunked-in-7-byte-writes":
+        return Reply.trickle(chunked([body[:1000], body[1000:]]), size=7)
+    if framing == "gzip":
+        return Reply.of(answer(200, gzip.compress(body), gzipped))
+    if framing == "gzip-in-3-byte-writes":
+        return Reply.trickle(answer(200, gzip.compress(body), gzipped), size=3)
+    assert framing == "gzip-chunked"
+    packed = gzip.compress(body)
+    return Reply.of(chunked([packed[:10], packed[10:]], gzipped))
+
+
+FRAMINGS = [
+    "content-length",
+    "chunked",
+    "chunked-in-7-byte-writes",
+    "gzip",
+    "gzip-in-3-byte-writes",
+    "gzip-chunked",
+]
+
+
+def sized_body(size: int) -> bytes:
+    """``size`` bytes that compress a little, not to nothing."""
+    return bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_a_body_of_exactly_the_cap_comes_back_whole(
+    transport: Transport, framing: str
+) -> None:
+    """A body of exactly the cap (once inflated), however framed: it comes back whole."""
+    body = sized_body(CAP)
+    async with running_wire({"/cap": framed(framing, body)}) as wire:
+        got = await get(transport, wire, "/cap")
+    assert (got.status, got.body) == (200, body)
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_a_body_one_byte_over_the_cap_is_too_large(
+    transport: Transport, framing: str
+) -> None:
+    """One byte more than the cap, announced, counted on the wire or inflated: too_large."""
+    async with running_wire({"/cap": framed(framing, sized_body(CAP + 1))}) as wire:
+        error = await refused(transport, wire, "/cap")
+    assert error.kind is ErrorKind.TOO_LARGE
 
 
 async def test_an_announced_length_over_the_cap_is_too_large(transport: Transport) -> None:
