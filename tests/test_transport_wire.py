@@ -243,9 +243,10 @@ async def test_connection_close_in_an_answer_opens_a_new_connection(transport: T
 async def test_a_keep_alive_closed_right_after_its_answer_fails_the_next_request_once(
     transport: Transport,
 ) -> None:
-    """The server closes right after an answer that said nothing of closing. Today the next
-    request goes out on that connection before its close is seen: kind network, never
-    silently resent; the request after it succeeds on a new connection."""
+    """The server closes right after an answer that said nothing of closing: the next
+    request, sent before that close is seen, is kind network (never silently resent; a
+    client that saw the close first could succeed instead), and the one after it succeeds
+    on a new connection."""
     routes = {"/q": Reply.of(answer(200, b"q"), then="close")}
     async with running_wire(routes) as wire:
         first = await get(transport, wire, "/q")
@@ -421,8 +422,8 @@ async def test_the_broken_cases_framing_is_sound_when_valid(
     ids=["content-length", "chunk-size"],
 )
 async def test_a_length_past_64_bits_is_refused(transport: Transport, data: bytes) -> None:
-    """A Content-Length or chunk size too big for 64 bits, then silence: refused at once
-    as network (today's parser: an overflow) or too_large (over the cap), never a wait."""
+    """A Content-Length or chunk size too big for 64 bits, then silence: refused at once,
+    as network (not a number it can hold) or too_large (over the cap), never a wait."""
     async with running_wire({"/huge": Reply.of(data, then="stall")}) as wire:
         error = await refused(transport, wire, "/huge")
     assert error.kind in (ErrorKind.NETWORK, ErrorKind.TOO_LARGE)
@@ -680,8 +681,8 @@ async def test_a_set_cookie_is_never_sent_back(transport: Transport) -> None:
 async def test_a_header_value_with_cr_or_lf_is_refused_unsent(
     transport: Transport, value: str
 ) -> None:
-    """A CR or LF in a header value: TransportError of kind network (today: aiohttp's
-    ValueError, wrapped), and no request reaches the server."""
+    """A CR or LF in a header value: TransportError of kind network (not a ValueError),
+    and no request reaches the server."""
     async with running_wire({"/x": Reply.of(answer(200))}) as wire:
         with pytest.raises(TransportError) as raised, anyio.fail_after(GUARD):
             await transport.request("GET", f"{wire.url}/x", headers={"X-Auth-Token": value})

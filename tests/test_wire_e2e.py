@@ -18,19 +18,11 @@ from tests.e2e_helpers import crawl
 from tests.test_hostile import artefacts, assert_absent, crawl_logged
 from tests.wire import Received, Reply, answer, running_proxy, running_wire
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.usefixtures("no_proxy_env"),
-    # aiohttp 3.14 deprecates BasicAuth and proxy_auth=, which the aiohttp-based transport
-    # uses for a proxy URL's credentials (warnings, silent outside tests): these two go
-    # with aiohttp's client.
-    pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:The 'proxy_auth' parameter is deprecated"),
-]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_proxy_env")]
 
 USER = "crawler"
 #: A password that must be percent-encoded in the proxy URL: @, space, / and %. (ASCII:
-#: Basic credentials have no agreed encoding beyond it; aiohttp's is Latin-1.)
+#: Basic credentials have no agreed encoding beyond it.)
 PASSWORD = "pr0xy S3cret/w@rd%41"
 TAGS = ["ns/repo:t1", "ns/repo:t2"]
 TAG = Reply.of(answer(200, b'{"id": 1, "tag": "t"}', [("Content-Type", "application/json")]))
