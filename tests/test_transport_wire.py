@@ -448,6 +448,56 @@ async def test_the_transport_works_on_after_a_broken_answer(transport: Transport
     assert [r.connection for r in wire.received] == [0, 1]
 
 
+@pytest.mark.parametrize(
+    ("first", "status"),
+    [
+        (answer(200, b"a") + answer(200, b"smuggled"), 200),
+        (answer(200, b"a") + b"EXTRA", 200),
+        (head("HTTP/1.1 304 Not Modified", "Content-Length: 10") + answer(200, b"smuggled"), 304),
+        (head("HTTP/1.1 204 No Content") + answer(200, b"smuggled"), 204),
+    ],
+    ids=["a-second-answer", "garbage", "a-304-with-a-body", "a-204-with-a-body"],
+)
+async def test_bytes_past_an_answer_never_reach_the_next_request(first: bytes, status: int) -> None:
+    """An answer followed at once by more bytes (a whole second answer, garbage, a body a
+    304 or 204 cannot have): it comes back alone, and the next request on a one-connection
+    transport gets its own answer, never those bytes."""
+    transport = Transport(timeout=GUARD, max_connections=1, max_body_bytes=CAP)
+    routes = {"/a": Reply.of(first), "/b": Reply.of(answer(200, b"b"))}
+    try:
+        async with running_wire(routes) as wire:
+            got = await get(transport, wire, "/a")
+            after = await get(transport, wire, "/b")
+    finally:
+        await transport.aclose()
+    assert (got.status, got.body) == (status, b"a" if status == 200 else b"")
+    assert (after.status, after.body) == (200, b"b")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a head in bare-LF lines is waited on until the timeout (kind timeout), the "
+    "whole answer in hand",
+)
+async def test_an_answer_in_bare_lf_lines_is_never_left_to_time_out() -> None:
+    """Status line and headers ending in bare LF, the connection kept open: read (as a
+    recipient may) or refused at once as network, not waited on until the timeout."""
+    transport = Transport(timeout=0.5, max_connections=1, max_body_bytes=CAP)
+    data = b"HTTP/1.1 200 OK\nContent-Length: 2\n\nab"
+    try:
+        async with running_wire({"/lf": Reply.of(data)}) as wire:
+            with anyio.fail_after(GUARD):
+                outcome: Answer | ErrorKind = await transport.request(
+                    "GET", f"{wire.url}/lf", headers={}
+                )
+    except TransportError as exc:
+        outcome = exc.kind
+    finally:
+        await transport.aclose()
+    assert outcome in (Answer(200, b"ab"), ErrorKind.NETWORK), outcome
+
+
 # Bounds --------------------------------------------------------------------------------
 
 
