@@ -19,6 +19,7 @@ import pytest
 from crawler.errors import ErrorKind, TransportError
 from crawler.http.response import Answer
 from crawler.http.transport import Transport
+from tests.e2e_helpers import closed_port
 from tests.wire import CLOSE, STALL, Received, Reply, Wire, answer, chunked, running_wire
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_proxy_env")]
@@ -619,6 +620,13 @@ async def test_a_server_that_never_answers_times_out() -> None:
     """No byte of an answer at all: kind timeout too."""
     error = await short_timeout_error(STALL)
     assert error.kind is ErrorKind.TIMEOUT
+
+
+async def test_a_refused_connection_is_a_network_error(transport: Transport) -> None:
+    """Nobody listening on the port: kind network, at once."""
+    with pytest.raises(TransportError) as raised, anyio.fail_after(GUARD):
+        await transport.request("GET", f"http://127.0.0.1:{closed_port()}/x", headers={})
+    assert raised.value.kind is ErrorKind.NETWORK
 
 
 # TLS -----------------------------------------------------------------------------------

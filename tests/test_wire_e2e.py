@@ -1,7 +1,8 @@
 """End to end over tests/wire.py. Proxies: an https endpoint reached through a ``CONNECT``
 tunnel with Basic credentials, a plain http one in absolute form, and a proxy that
 refuses the credentials; the proxy sees what it should and its password reaches no row,
-log event or run.json. And answers whose bytes must not break a row."""
+log event or run.json; and TLS inside TLS through an https proxy. And answers whose
+bytes must not break a row."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def basic(user: str, password: str) -> str:
 
 def proxy_url(proxy: str, password: str) -> str:
     """``proxy`` with ``USER`` and ``password`` in it, percent-encoded as a URL needs."""
-    return proxy.replace("http://", f"http://{USER}:{quote(password, safe='')}@")
+    return proxy.replace("://", f"://{USER}:{quote(password, safe='')}@", 1)
 
 
 async def test_an_https_endpoint_through_a_connect_proxy_with_credentials(
@@ -141,3 +142,31 @@ async def test_a_redirect_to_a_latin1_location_is_an_error_row(tmp_path: Path) -
         ("t1", "unexpected_status")
     ]
     assert outcome.tags.num_rows == 1
+
+
+async def test_an_https_endpoint_through_an_https_proxy_is_tls_inside_tls(
+    monkeypatch: pytest.MonkeyPatch, trusted_tls: ssl.SSLContext
+) -> None:
+    """HTTPS_PROXY=https://user:pass@proxy: TLS to the proxy, TLS to the endpoint inside
+    the tunnel; two requests share one CONNECT, which alone carries the credentials."""
+    async with (
+        running_wire({"/v2/p": Reply.of(answer(200, b"inner"))}, tls=trusted_tls) as server,
+        running_proxy((USER, PASSWORD), tls=trusted_tls) as proxy,
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url(proxy.url, PASSWORD))
+        transport = Transport(timeout=2, max_connections=2)
+        try:
+            with anyio.fail_after(5):
+                bodies = [
+                    (await transport.request("GET", f"{server.url}/v2/p", headers={})).body
+                    for _ in range(2)
+                ]
+        finally:
+            await transport.aclose()
+    assert bodies == [b"inner", b"inner"]
+    ((method, target, credentials),) = [
+        (r.method, r.target, r.values("Proxy-Authorization")) for r in proxy.seen
+    ]
+    assert (method, target) == ("CONNECT", server.url.removeprefix("https://"))
+    assert credentials == [basic(USER, PASSWORD)]
+    assert [r.values("Proxy-Authorization") for r in server.received] == [[], []]

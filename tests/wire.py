@@ -318,11 +318,14 @@ async def _tunnel(
 
 
 @asynccontextmanager
-async def running_proxy(credentials: tuple[str, str] | None = None) -> AsyncIterator[Proxy]:
+async def running_proxy(
+    credentials: tuple[str, str] | None = None, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Proxy]:
     """A forward proxy on 127.0.0.1, one request per client connection: ``CONNECT
     host:port`` opens a TCP tunnel (answered ``200``); an absolute-form request is passed
     on with ``Connection: close``, its answer carried back, the connection closed; without
-    the ``credentials`` demanded, a ``407``."""
+    the ``credentials`` demanded, a ``407``. ``tls``: the proxy itself speaks TLS
+    (``https://``)."""
     proxy = Proxy(credentials)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -358,8 +361,8 @@ async def running_proxy(credentials: tuple[str, str] | None = None) -> AsyncIter
         finally:
             target_writer.close()
 
-    async with _serving(handle) as port:
-        proxy.url = f"http://127.0.0.1:{port}"
+    async with _serving(handle, tls) as port:
+        proxy.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         yield proxy
 
 
