@@ -629,6 +629,29 @@ async def test_a_refused_connection_is_a_network_error(transport: Transport) -> 
     assert raised.value.kind is ErrorKind.NETWORK
 
 
+@pytest.mark.parametrize("failure", ["timed-out", "too-large"])
+async def test_a_failed_answer_leaves_its_connection_unused(failure: str) -> None:
+    """A request that timed out (its answer sent late) or was too large (its body left
+    unread), on a one-connection transport: the next request gets its own answer."""
+    transport = Transport(timeout=0.3, max_connections=1, max_body_bytes=CAP)
+    late = asyncio.Event()
+    if failure == "timed-out":
+        first = Reply((answer(200, b"late"),), gate=late)
+    else:
+        first = Reply.of(answer(200, b"x" * (CAP + 1)))
+    routes = {"/first": first, "/b": Reply.of(answer(200, b"b"))}
+    try:
+        async with running_wire(routes) as wire:
+            error = await refused(transport, wire, "/first")
+            late.set()  # a late answer now goes out on the first connection
+            got = await get(transport, wire, "/b")
+    finally:
+        await transport.aclose()
+    expected = ErrorKind.TIMEOUT if failure == "timed-out" else ErrorKind.TOO_LARGE
+    assert error.kind is expected
+    assert (got.status, got.body) == (200, b"b")
+
+
 # TLS -----------------------------------------------------------------------------------
 
 
@@ -659,6 +682,19 @@ async def test_a_tls_handshake_the_server_breaks_is_a_network_error(
     assert raised.value.kind is ErrorKind.NETWORK
 
 
+async def test_a_tls_handshake_the_server_never_finishes_times_out() -> None:
+    """https to a server that accepts and then says nothing: kind timeout, the handshake
+    being part of the exchange the timeout bounds."""
+    transport = Transport(timeout=0.3, max_connections=1, max_body_bytes=CAP)
+    try:
+        async with running_wire(on_accept=STALL) as wire:
+            with pytest.raises(TransportError) as raised, anyio.fail_after(GUARD):
+                await transport.request("GET", wire.url.replace("http:", "https:"), headers={})
+    finally:
+        await transport.aclose()
+    assert raised.value.kind is ErrorKind.TIMEOUT
+
+
 # The request on the wire ---------------------------------------------------------------
 
 #: Query values a server must get back exactly (parse_qsl decodes them).
@@ -671,6 +707,8 @@ QUERY = [
     ("plus", "1+1"),
     ("star", "*"),
     ("accents", "é☃"),
+    ("clé", "key too"),
+    ("empty", ""),
     ("repeated", "1"),
     ("repeated", "2"),
 ]

@@ -255,6 +255,8 @@ async def running_wire(
             await _write(writer, wire.on_accept)
             if wire.on_accept.then == "close":
                 return
+            if wire.on_accept.then == "stall":
+                await asyncio.Future()  # until the test ends and cancels it
         for _ in range(MAX_REQUESTS_PER_CONNECTION):
             request = await read_request(reader, connection)
             if request is None:
