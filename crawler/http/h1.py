@@ -17,7 +17,9 @@ Bounds, whatever the server sends: the status line and headers are at most
 :data:`MAX_HEAD` bytes, :data:`MAX_LINE` a line and :data:`MAX_FIELDS` fields; the body
 at most ``max_body`` bytes as announced, as received (after de-chunking) and once
 decompressed, else :class:`BodyTooLarge`. Whatever else breaks the protocol raises
-:class:`ProtocolError`. The reader keeps only the headers it is asked for (and the few
+:class:`ProtocolError`, whose message quotes the offending bytes whole (a line is bounded
+anyway): cut here, a secret the server echoed would leave a piece the scrubber that cuts
+the message later cannot recognise. The reader keeps only the headers it is asked for (and the few
 that frame the message), so a server cannot make it hold more than the bounds above.
 """
 
@@ -206,7 +208,7 @@ class AnswerReader:
             or rest[3:4] not in (b"", b" ")
         ):
             raise ProtocolError(
-                f"the answer does not start with an HTTP status line: {status_line[:40]!r}"
+                f"the answer does not start with an HTTP status line: {status_line!r}"
             )
         status = int(code)
         if status < 100:
@@ -252,7 +254,7 @@ class AnswerReader:
         elif encoding == b"deflate":
             self._wbits = zlib.MAX_WBITS  # or raw deflate: decided by its first bytes
         elif encoding not in (b"identity", b""):
-            raise ProtocolError(f"the answer is in an encoding never asked for: {encoding[:40]!r}")
+            raise ProtocolError(f"the answer is in an encoding never asked for: {encoding!r}")
         if self._head_only or status in _NO_BODY:
             self._finish(reusable=self._reusable and not self._buffer)
             return
@@ -273,7 +275,7 @@ class AnswerReader:
             self._state = self._read_until_close
             return
         if not length.isdigit() or len(length) > 19:
-            raise ProtocolError(f"the answer's Content-Length is not a number: {length[:40]!r}")
+            raise ProtocolError(f"the answer's Content-Length is not a number: {length!r}")
         self._remaining = int(length)
         if self._remaining > self._cap:
             raise BodyTooLarge(self._remaining)
@@ -320,7 +322,7 @@ class AnswerReader:
         size_text = line.partition(b";")[0].rstrip(b" \t")  # BWS before ";" only
         del buffer[: end + 2]
         if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):
-            raise ProtocolError(f"the answer has a bad chunk size: {size_text[:40]!r}")
+            raise ProtocolError(f"the answer has a bad chunk size: {size_text!r}")
         size = int(size_text, 16)
         if size == 0:
             self._state = self._read_trailers
@@ -423,7 +425,7 @@ def _field(line: bytes) -> tuple[bytes, bytes]:
     (no space, tab or control character) and nothing in the line is a CR, LF or NUL."""
     name, colon, value = line.partition(b":")
     if not colon or not name or not _TOKEN.issuperset(name):
-        raise ProtocolError(f"the answer has a malformed header line: {line[:40]!r}")
+        raise ProtocolError(f"the answer has a malformed header line: {line!r}")
     if b"\n" in value or b"\r" in value or b"\x00" in value:
         raise ProtocolError("a header line of the answer holds a bare CR, LF or NUL")
     return name, value.strip(b" \t")
