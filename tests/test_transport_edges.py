@@ -1,19 +1,96 @@
-"""The transport where a review found it wrong, each case proven on real sockets."""
+"""The transport where a review found it wrong: a close while a request waits, a body until
+close cut by a reset, secrets in what a server echoes, each proven on real sockets."""
 
 from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
 
-from crawler.errors import TransportError
+from crawler.errors import ErrorKind, TransportError
 from crawler.http.secrets import Scrubber
 from crawler.http.transport import Transport
-from tests.wire import Reply, running_wire
+from tests.wire import STALL, Received, Reply, running_wire
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_proxy_env")]
 
 #: No test may take longer than this, whatever the transport does.
 GUARD = 5.0
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
+
+
+@asynccontextmanager
+async def raw_server(handle: Handler) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 running ``handle`` per connection; yields its origin."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(handle(reader, writer))
+        tasks.add(task)
+
+    server = await asyncio.start_server(connected, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def refused(url: str, scrubber: Scrubber | None = None) -> TransportError:
+    """The ``TransportError`` a ``GET`` of ``url`` raises on a transport of its own."""
+    transport = Transport(timeout=2, max_connections=1, scrubber=scrubber)
+    try:
+        with anyio.fail_after(GUARD), pytest.raises(TransportError) as raised:
+            await transport.request("GET", url, headers={})
+    finally:
+        await transport.aclose()
+    return raised.value
+
+
+async def test_aclose_fails_a_request_waiting_for_its_answer_at_once() -> None:
+    """A request in flight when the transport is closed fails as a network error, not later
+    as a timeout."""
+    asked = asyncio.Event()
+
+    def script(request: Received) -> Reply:
+        asked.set()
+        return STALL
+
+    transport = Transport(timeout=60, max_connections=1)
+    async with running_wire(script=script) as wire:
+        with anyio.fail_after(GUARD):
+            pending = asyncio.create_task(transport.request("GET", f"{wire.url}/", headers={}))
+            await asked.wait()
+            await transport.aclose()
+            with pytest.raises(TransportError) as raised:
+                await pending
+    assert raised.value.kind == ErrorKind.NETWORK
+
+
+async def test_a_body_until_close_cut_by_a_reset_is_an_error_not_an_answer() -> None:
+    """No length: a connection reset (not a close) ends the body, which may be cut short."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\npart of a bo")
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # linger 0: a reset
+
+    async with raw_server(handle) as url:
+        error = await refused(f"{url}/")
+    assert error.kind == ErrorKind.NETWORK
 
 
 @pytest.mark.parametrize(
@@ -33,11 +110,6 @@ async def test_no_part_of_a_secret_a_server_echoes_reaches_the_error(head: bytes
     scrubber = Scrubber()
     scrubber.add(token)
     routes = {"/": Reply.of(head % token.encode())}
-    transport = Transport(timeout=2, max_connections=1, scrubber=scrubber)
-    try:
-        async with running_wire(routes) as wire:
-            with anyio.fail_after(GUARD), pytest.raises(TransportError) as raised:
-                await transport.request("GET", f"{wire.url}/", headers={})
-    finally:
-        await transport.aclose()
-    assert "s3cr3t" not in str(raised.value), str(raised.value)
+    async with running_wire(routes) as wire:
+        error = await refused(f"{wire.url}/", scrubber)
+    assert "s3cr3t" not in str(error), str(error)

@@ -137,6 +137,8 @@ class _Connection(asyncio.Protocol):
             return
         try:
             reply = reader.feed_eof()
+            if exc is not None:  # a reset, not a close: a body read until close may be cut
+                raise ProtocolError("the connection failed before the answer ended")
         except ProtocolError as error:
             if exc is not None:
                 error = ProtocolError(f"{error} ({type(exc).__name__}: {exc})")
@@ -168,6 +170,9 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         self._reader = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():  # closed under a request (aclose)
+            waiter.set_exception(ConnectionAbortedError("the connection was closed"))
         if self.transport is not None:
             self.transport.close()
 
