@@ -806,15 +806,19 @@ async def test_a_cancelled_request_leaves_the_transport_usable(slow: Reply) -> N
     gets its own answer, not the late rest of the first's."""
     transport = Transport(timeout=GUARD, max_connections=1, max_body_bytes=CAP)
     late = asyncio.Event()
-    routes = {
-        "/slow": dataclasses.replace(slow, gate=late),
-        "/fast": Reply.of(answer(200, b"fast")),
-    }
+    waiting = anyio.CancelScope()
+
+    def script(request: Received) -> Reply:
+        if request.path == "/fast":
+            return Reply.of(answer(200, b"fast"))
+        waiting.deadline = anyio.current_time() + 0.1  # cancelled 0.1 s after it arrived
+        return dataclasses.replace(slow, gate=late)
+
     try:
-        async with running_wire(routes) as wire:
-            with anyio.move_on_after(0.2) as scope:
+        async with running_wire(script=script) as wire:
+            with waiting:
                 await transport.request("GET", f"{wire.url}/slow", headers={})
-            assert scope.cancelled_caught
+            assert waiting.cancelled_caught
             late.set()  # the server now sends the rest of the first answer
             got = await get(transport, wire, "/fast")
     finally:
