@@ -475,12 +475,6 @@ async def test_bytes_past_an_answer_never_reach_the_next_request(first: bytes, s
     assert (after.status, after.body) == (200, b"b")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a head in bare-LF lines is waited on until the timeout (kind timeout), the "
-    "whole answer in hand",
-)
 async def test_an_answer_in_bare_lf_lines_is_never_left_to_time_out() -> None:
     """Status line and headers ending in bare LF, the connection kept open: read (as a
     recipient may) or refused at once as network, not waited on until the timeout."""

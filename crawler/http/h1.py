@@ -178,8 +178,13 @@ class AnswerReader:
 
     def _read_head(self) -> bool:
         buffer = self._buffer
-        end = buffer.find(_END_OF_HEAD, max(0, self._head_seen - 3))
+        start = max(0, self._head_seen - 3)  # each byte searched once, however it trickles
+        end = buffer.find(_END_OF_HEAD, start)
         if end < 0:
+            if buffer.find(b"\n\n", start) >= 0 or buffer.find(b"\n\r\n", start) >= 0:
+                # A blank line after a bare LF: the head ended for a lenient reader, and
+                # waiting for CRLF CRLF would wait until the timeout.
+                raise ProtocolError("the answer's head ends in bare LF lines")
             self._head_seen = len(buffer)
             if len(buffer) > MAX_HEAD:
                 raise ProtocolError(f"the answer's headers are over {MAX_HEAD} bytes")
@@ -199,6 +204,8 @@ class AnswerReader:
         status_line = lines[0]
         if len(status_line) > MAX_LINE:
             raise ProtocolError(f"the answer's status line is over {MAX_LINE} bytes")
+        if b"\n" in status_line or b"\r" in status_line:  # lines a lenient reader splits
+            raise ProtocolError(f"the answer's status line holds a bare CR or LF: {status_line!r}")
         version, _, rest = status_line.partition(b" ")
         code = rest[:3]
         if (
