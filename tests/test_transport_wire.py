@@ -627,7 +627,7 @@ async def test_a_refused_connection_is_a_network_error(transport: Transport) -> 
 async def test_a_failed_answer_leaves_its_connection_unused(failure: str) -> None:
     """A request that timed out (its answer sent late) or was too large (its body left
     unread), on a one-connection transport: the next request gets its own answer."""
-    transport = Transport(timeout=0.3, max_connections=1, max_body_bytes=CAP)
+    transport = Transport(timeout=0.5, max_connections=1, max_body_bytes=CAP)
     late = asyncio.Event()
     if failure == "timed-out":
         first = Reply((answer(200, b"late"),), gate=late)
