@@ -256,3 +256,15 @@ def test_a_header_that_would_smuggle_another_is_refused(headers: dict[str, str])
     """A line break in a value, or a name with ':' or nothing: ValueError, no bytes."""
     with pytest.raises(ValueError, match="header"):
         encode_request("GET", "/", headers, b"")
+
+
+def test_a_zlib_deflate_body_whose_first_piece_is_one_byte_is_inflated() -> None:
+    """deflate told zlib from raw by its first byte alone, when that is all that has come."""
+    body = zlib.compress(b"x" * 100)
+    reader = AnswerReader(CAP)
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n"
+    reply = reader.feed(head % len(body))
+    for byte in body:
+        assert reply is None
+        reply = reader.feed(bytes([byte]))
+    assert reply == Reply(200, {}, b"x" * 100, True)

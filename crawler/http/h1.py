@@ -439,5 +439,11 @@ def _field(line: bytes) -> tuple[bytes, bytes]:
 
 
 def _is_zlib(data: bytes) -> bool:
-    """Whether ``data`` starts with a zlib header (RFC 1950) rather than raw deflate."""
-    return len(data) >= 2 and data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+    """Whether ``data`` starts with a zlib header (RFC 1950) rather than raw deflate.
+
+    The first byte decides alone when it is all that has come: method 8 with a window
+    of at most 32 KiB would, as raw deflate, be a stored block with non-zero padding
+    bits, which no encoder writes; the second byte, when there, is checked too."""
+    if not data or data[0] & 0x0F != 8 or data[0] >> 4 > 7:
+        return False
+    return len(data) < 2 or ((data[0] << 8) | data[1]) % 31 == 0
