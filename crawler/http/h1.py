@@ -6,8 +6,9 @@ name holding ``:`` is refused, so no header can be smuggled in). :class:`AnswerR
 is fed what a connection receives, in pieces of any size, and returns the whole
 :class:`Reply` once it has arrived. It reads what RFC 9112 lets a server send:
 
-* a ``Content-Length`` body, a ``chunked`` one (extensions and trailers skipped), or a
-  body that ends when the server closes the connection (no length given);
+* a ``Content-Length`` body, a ``chunked`` one (extensions and trailers skipped; no
+  other transfer coding, as none is asked for), or a body that ends when the server
+  closes the connection (no length given);
 * no body for 1xx, 204 and 304 answers; interim 1xx answers are skipped;
 * ``gzip`` (several members too) and ``deflate`` (zlib or raw) bodies, decompressed in
   bounded steps, so an answer that inflates a thousandfold is stopped at the cap, not
@@ -267,14 +268,13 @@ class AnswerReader:
             return
         coding = fields.get(b"transfer-encoding")
         if coding is not None:
-            codings = [part.strip().lower() for part in coding.split(b",")]
             if b"content-length" in fields:  # two framings: the way requests are smuggled
                 raise ProtocolError("the answer gives both Transfer-Encoding and Content-Length")
-            if codings[-1] == b"chunked":
-                self._state = self._read_chunk_size
-            else:
-                self._reusable = False
-                self._state = self._read_until_close
+            # No TE header is sent, so chunked is the only transfer coding a server may
+            # apply; any other would come back still encoded, as if it were the body.
+            if coding.strip().lower() != b"chunked":
+                raise ProtocolError(f"the answer's transfer coding was never asked for: {coding!r}")
+            self._state = self._read_chunk_size
             return
         length = fields.get(b"content-length")
         if length is None:
