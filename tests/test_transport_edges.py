@@ -8,7 +8,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -19,6 +19,18 @@ from crawler.http.transport import Transport
 from tests.wire import STALL, Received, Reply, running_wire
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_proxy_env")]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Each test on both event loops a run may get (``--uvloop``)."""
+    return cast(tuple[str, dict[str, bool]], request.param)
+
 
 #: No test may take longer than this, whatever the transport does.
 GUARD = 5.0
