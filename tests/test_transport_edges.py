@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -40,10 +41,12 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, 
 
 @asynccontextmanager
 async def raw_server(handle: Handler) -> AsyncIterator[str]:
-    """A server on 127.0.0.1 running ``handle`` per connection; yields its origin."""
+    """A server on 127.0.0.1 running ``handle`` per connection, which finds reading paused
+    (so that nothing is read before a ``start_tls``, which resumes it); yields its origin."""
     tasks: set[asyncio.Task[None]] = set()
 
     def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.pause_reading()  # type: ignore[attr-defined]
         task = asyncio.get_running_loop().create_task(handle(reader, writer))
         tasks.add(task)
 
@@ -93,6 +96,7 @@ async def test_a_body_until_close_cut_by_a_reset_is_an_error_not_an_answer() -> 
     """No length: a connection reset (not a close) ends the body, which may be cut short."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.resume_reading()  # type: ignore[attr-defined]
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\n\r\npart of a bo")
         await writer.drain()
@@ -125,3 +129,34 @@ async def test_no_part_of_a_secret_a_server_echoes_reaches_the_error(head: bytes
     async with running_wire(routes) as wire:
         error = await refused(f"{wire.url}/", scrubber)
     assert "s3cr3t" not in str(error), str(error)
+
+
+# The test server's StreamWriter.start_tls never completes on uvloop: asyncio's loop only.
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": False})], ids=["asyncio"])
+async def test_a_connection_made_after_aclose_carries_no_request(
+    trusted_tls: ssl.SSLContext,
+) -> None:
+    """aclose while a TLS handshake is under way: once it completes, no request goes out."""
+    accepted, handshake = asyncio.Event(), asyncio.Event()
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await handshake.wait()
+        await writer.start_tls(trusted_tls)
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    transport = Transport(timeout=2, max_connections=1)
+    async with raw_server(handle) as url:
+        with anyio.fail_after(GUARD):
+            pending = asyncio.create_task(
+                transport.request("GET", url.replace("http:", "https:") + "/", headers={})
+            )
+            await accepted.wait()
+            await transport.aclose()
+            handshake.set()
+            with pytest.raises(TransportError) as raised:
+                await pending
+    assert (raised.value.kind, requests) == (ErrorKind.NETWORK, [])

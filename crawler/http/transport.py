@@ -290,6 +290,8 @@ class Transport:
             )
         self._open.add(connection)
         try:
+            if self._closed:  # aclose came while connecting: nothing goes out after it
+                raise ConnectionAbortedError("the transport was closed")
             if proxy is not None and route.scheme == "https":
                 await self._tunnel(connection, route, proxy)
         except BaseException:
