@@ -43,6 +43,7 @@ def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summ
     digests, repositories = SeenSet(expected), SeenSet()
     namespaces: dict[str, list[int]] = {}  # namespace -> [tags, repositories, bytes]
     schemas: SchemaCounts = Counter()
+    last = ("", None)  # rows come grouped by repository: its hash is looked up once a group
     for columns in _read(tag_files, _TAG_COLUMNS, batch_rows):
         for namespace, repository, digest, schema, tag_type, size in zip(*columns, strict=True):
             line = namespaces.get(namespace)
@@ -51,8 +52,10 @@ def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summ
             line[0] += 1
             if size is not None:
                 line[2] += size
-            if repositories.add(f"{namespace}/{repository}"):
-                line[1] += 1
+            if (namespace, repository) != last:
+                last = (namespace, repository)
+                if repositories.add(f"{namespace}/{repository}"):
+                    line[1] += 1
             if digest is not None and digests.add(digest):
                 summary.images += 1
             schemas[schema, tag_type] += 1
