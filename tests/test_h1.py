@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crawler.http import h1
 from crawler.http.h1 import (
     MAX_FIELDS,
     MAX_HEAD,
@@ -272,3 +273,22 @@ def test_a_zlib_deflate_body_whose_first_piece_is_one_byte_is_inflated() -> None
         assert reply is None
         reply = reader.feed(bytes([byte]))
     assert reply == Reply(200, {}, b"x" * 100, True)
+
+
+@given(
+    st.binary(max_size=40)
+    | st.builds(
+        lambda name, value: name + b":" + value,
+        st.binary(min_size=0, max_size=12),
+        st.binary(max_size=20),
+    )
+).filter(lambda line: b"\r\n" not in line)  # lines are what splitting a head at CRLF gives
+def test_the_whole_head_check_agrees_with_the_line_check(line: bytes) -> None:
+    """The one-match check of all field lines accepts exactly the lines _field accepts."""
+    try:
+        h1._field(line)
+    except ProtocolError:
+        accepted = False
+    else:
+        accepted = True
+    assert (h1._FIELD_LINES.fullmatch(b"\r\n" + line) is not None) is accepted

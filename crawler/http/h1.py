@@ -26,8 +26,10 @@ that frame the message), so a server cannot make it hold more than the bounds ab
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Collection, Mapping
+from functools import cache
 from typing import Final, NamedTuple
 
 __all__ = [
@@ -53,6 +55,9 @@ _MAX_CHUNK_LINE: Final = 1024
 _CRLF: Final = b"\r\n"
 _END_OF_HEAD: Final = b"\r\n\r\n"
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+#: Header field lines after the status line: CRLF, a token, ":", a value without CR, LF or
+#: NUL. What :func:`_field` checks line by line, for a whole head in one match.
+_FIELD_LINES: Final = re.compile(rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*)*")
 #: The bytes of a header name (RFC 9110's token).
 _TOKEN: Final = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -116,8 +121,7 @@ class AnswerReader:
         """``keep``: the lower-case header names to hand back. ``head_only``: the answer
         has no body whatever its headers say (the answer to ``CONNECT``)."""
         self._cap = max_body
-        self._kept = frozenset(name.encode("ascii") for name in keep)
-        self._wanted = self._kept.union(_FRAMING)
+        self._kept, self._wanted = _names(tuple(keep))
         self._head_only = head_only
         self._buffer = bytearray()
         self._head_seen = 0  # bytes of the buffer already searched for the end of the head
@@ -227,10 +231,16 @@ class AnswerReader:
             raise ProtocolError(f"the answer's status {status} is not an HTTP status")
         fields: dict[bytes, bytes] = {}
         wanted = self._wanted
+        # Every field line checked at once (in C); the line at fault is found only to say so.
+        checked = _FIELD_LINES.fullmatch(head, len(status_line)) is not None
         for line in lines[1:]:
             if len(line) > MAX_LINE:
                 raise ProtocolError(f"a header line of the answer is over {MAX_LINE} bytes")
-            name, value = _field(line)
+            if checked:
+                name, _, value = line.partition(b":")
+                value = value.strip(b" \t")
+            else:
+                name, value = _field(line)
             name = name.lower()
             if name not in wanted:
                 continue
@@ -431,6 +441,14 @@ class AnswerReader:
         self._done = done = Reply(self._status, self._headers, body, reusable)
         self._parts = []
         return done
+
+
+@cache
+def _names(keep: tuple[str, ...]) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """The header names to hand back, and those to read (the framing ones added), as bytes:
+    built once for each set a caller asks for."""
+    kept = frozenset(name.encode("ascii") for name in keep)
+    return kept, kept.union(_FRAMING)
 
 
 def _field(line: bytes) -> tuple[bytes, bytes]:
