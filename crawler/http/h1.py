@@ -262,11 +262,12 @@ class AnswerReader:
             for name, value in fields.items()
             if name in kept
         }
+        # find, not ``in``: bytes' ``in`` tries its operand as an int first (an exception).
         connection = fields.get(b"connection", b"").lower()
         if version == b"HTTP/1.0":
-            self._reusable = b"keep-alive" in connection
+            self._reusable = connection.find(b"keep-alive") >= 0
         else:
-            self._reusable = b"close" not in connection
+            self._reusable = connection.find(b"close") < 0
         self._start_body(status, fields)
 
     def _start_body(self, status: int, fields: dict[bytes, bytes]) -> None:
@@ -330,13 +331,13 @@ class AnswerReader:
         buffer = self._buffer
         end = buffer.find(_CRLF)
         if end < 0:
-            if len(buffer) > _MAX_CHUNK_LINE or b"\n" in buffer:
+            if len(buffer) > _MAX_CHUNK_LINE or buffer.find(b"\n") >= 0:
                 raise ProtocolError(
                     "a chunk-size line of the answer is too long or ends in a bare LF"
                 )
             return False
         line = bytes(buffer[:end])
-        if end > _MAX_CHUNK_LINE or b"\n" in line or b"\r" in line:
+        if end > _MAX_CHUNK_LINE or line.find(b"\n") >= 0 or line.find(b"\r") >= 0:
             raise ProtocolError(
                 "a chunk-size line of the answer is too long or holds a bare CR or LF"
             )
@@ -382,7 +383,7 @@ class AnswerReader:
         while True:
             end = buffer.find(_CRLF)
             if end < 0:
-                if len(buffer) > MAX_LINE or b"\n" in buffer:
+                if len(buffer) > MAX_LINE or buffer.find(b"\n") >= 0:
                     raise ProtocolError("a trailer line of the answer is too long or ends in LF")
                 return False
             if end > MAX_LINE:
