@@ -115,8 +115,9 @@ def test_bytes_after_an_answer_make_the_connection_unusable() -> None:
 
 @pytest.mark.parametrize("status", [204, 304])
 def test_answers_without_a_body_end_at_their_head(status: int) -> None:
-    """204 and 304 have no body, whatever Content-Length says."""
+    """204 and 304 have no body, whatever Content-Length or Content-Encoding says."""
     assert read(b"HTTP/1.1 %d X\r\nContent-Length: 10\r\n\r\n" % status).body == b""
+    assert read(b"HTTP/1.1 %d X\r\nContent-Encoding: br\r\n\r\n" % status).body == b""
 
 
 def test_several_gzip_members_and_both_deflate_forms_are_inflated() -> None:

@@ -271,6 +271,9 @@ class AnswerReader:
         self._start_body(status, fields)
 
     def _start_body(self, status: int, fields: dict[bytes, bytes]) -> None:
+        if self._head_only or status in _NO_BODY:  # no body to decode, whatever its coding
+            self._finish(reusable=self._reusable and not self._buffer)
+            return
         encoding = fields.get(b"content-encoding", b"identity").strip().lower()
         if encoding in (b"gzip", b"x-gzip"):
             self._wbits = 16 + zlib.MAX_WBITS
@@ -278,9 +281,6 @@ class AnswerReader:
             self._wbits = zlib.MAX_WBITS  # or raw deflate: decided by its first bytes
         elif encoding not in (b"identity", b""):
             raise ProtocolError(f"the answer is in an encoding never asked for: {encoding!r}")
-        if self._head_only or status in _NO_BODY:
-            self._finish(reusable=self._reusable and not self._buffer)
-            return
         coding = fields.get(b"transfer-encoding")
         if coding is not None:
             if b"content-length" in fields:  # two framings: the way requests are smuggled
