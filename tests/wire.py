@@ -294,7 +294,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     """Copy ``reader`` to ``writer`` until end of file (at most :data:`MAX_TUNNEL_BYTES`),
     then half-close ``writer``."""
     copied = 0
-    with contextlib.suppress(ConnectionError):
+    # A side that hung up mid-tunnel (ConnectionError, or ENOTCONN on write_eof) ends the copy.
+    with contextlib.suppress(OSError):
         while copied < MAX_TUNNEL_BYTES:
             data = await reader.read(65536)
             if not data:

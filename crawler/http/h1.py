@@ -308,17 +308,20 @@ class AnswerReader:
 
     # -- the body ---------------------------------------------------------------------
 
-    def _read_length(self) -> bool:
+    def _take(self) -> bool:
+        """Move what the buffer holds of the ``_remaining`` bytes into the body; whether
+        none remain."""
         buffer = self._buffer
-        if not buffer:
-            return False
         take = min(self._remaining, len(buffer))
-        self._body(bytes(buffer[:take]))
-        del buffer[:take]
-        self._remaining -= take
-        if self._remaining:
-            return False
-        self._finish(reusable=self._reusable and not buffer)
+        if take:
+            self._body(bytes(buffer[:take]))
+            del buffer[:take]
+            self._remaining -= take
+        return not self._remaining
+
+    def _read_length(self) -> bool:
+        if self._take():
+            self._finish(reusable=self._reusable and not self._buffer)
         return False
 
     def _read_until_close(self) -> bool:
@@ -356,14 +359,7 @@ class AnswerReader:
         return True
 
     def _read_chunk(self) -> bool:
-        buffer = self._buffer
-        if not buffer:
-            return False
-        take = min(self._remaining, len(buffer))
-        self._body(bytes(buffer[:take]))
-        del buffer[:take]
-        self._remaining -= take
-        if self._remaining:
+        if not self._take():
             return False
         self._state = self._read_chunk_end
         return True
