@@ -10,7 +10,7 @@ Structure (anyio, structured concurrency only)::
 
 There are more workers than request slots: a worker that sleeps in backoff
 holds no slot, so a few failing targets do not starve the healthy ones. The
-pool knows neither aiohttp (see :mod:`crawler.http.transport`) nor Parquet (see
+pool knows neither connections (see :mod:`crawler.http.transport`) nor Parquet (see
 :mod:`crawler.output.sink`).
 """
 

@@ -2,7 +2,7 @@
 
 The worker pool calls :meth:`SwrClient.fetch_tag` and gets a
 :class:`~crawler.http.response.Response` or a
-:class:`~crawler.errors.TransportError`; it never sees aiohttp. The client
+:class:`~crawler.errors.TransportError`; it never sees a connection. The client
 does not know Parquet, retries or rate limits: one call = at most one
 request, except that a 401 answered by a credential that can be renewed (IAM
 login) is sent once more with the new credential, and ``Response.requests``

@@ -55,7 +55,7 @@ from crawler.http.endpoint import is_loopback, parse_endpoint
 from crawler.http.iam import DEFAULT_IAM_ENDPOINT, IamPasswordLogin
 from crawler.http.secrets import CONTENT_TYPE, Secret, token_headers, utc_now
 
-if TYPE_CHECKING:  # the transport imports aiohttp, which `--help` and config need not load
+if TYPE_CHECKING:  # the transport (asyncio, ssl) is not needed by `--help` or config
     from crawler.http.transport import Transport
 
 __all__ = [

@@ -43,7 +43,7 @@ __all__ = [
     "encode_request",
 ]
 
-#: Most bytes of one status or header line (as aiohttp's parser allows).
+#: Most bytes of one status or header line (the bound aiohttp's parser has too).
 MAX_LINE: Final = 8190
 #: Most bytes of the status line and headers together, the blank line included.
 MAX_HEAD: Final = 65536

@@ -33,7 +33,7 @@ from crawler.http.response import error_fields
 from crawler.http.secrets import TOKEN_HEADER, Secret, token_headers, utc_now
 from crawler.output.storage import write_atomic
 
-if TYPE_CHECKING:  # the transport imports aiohttp: loaded only when a login needs one
+if TYPE_CHECKING:  # the transport is loaded only when a login needs one
     from crawler.http.transport import Transport
 
 __all__ = ["DEFAULT_IAM_ENDPOINT", "IamPasswordLogin"]

@@ -1,7 +1,7 @@
 """What comes back from the network, as plain values, and reading Huawei error bodies.
 
-No aiohttp here: the pool and the IAM login see these types, never the
-library's (only :mod:`crawler.http.transport` imports aiohttp).
+No connections here: the pool and the IAM login see these types, never the
+transport's own (:mod:`crawler.http.transport`).
 
 * :class:`Answer` is one HTTP exchange as the transport returns it: status,
   the few headers anyone reads, and the body (already capped in size).
