@@ -30,6 +30,11 @@ class SwrClient:
         self._auth = auth
         self._transport = transport
 
+    @property
+    def auth(self) -> Auth:
+        """The credential every request carries (its ``method`` names it in run.json)."""
+        return self._auth
+
     async def get(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Response:
         """GET ``path``; on a 401 let the credential renew itself once."""
         first, headers = await self._send(path, query)

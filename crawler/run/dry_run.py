@@ -19,16 +19,13 @@ from dataclasses import dataclass, field
 import anyio
 import click
 
-from crawler.config import CrawlConfig, effective_endpoint
+from crawler.config import CrawlConfig
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Found, Named, discover_or_stop, discoverer_for
 from crawler.crawl.intake import Intake, ListingError
 from crawler.errors import ConfigError
-from crawler.http.client import SwrClient
-from crawler.http.credentials import auth_from_env
-from crawler.http.endpoint import parse_endpoint
-from crawler.http.transport import Transport
 from crawler.run.attempts import attempts_for
+from crawler.run.client import open_client
 from crawler.run.stats import RunStats
 from crawler.targets import InvalidTarget, Target, iter_targets
 
@@ -80,15 +77,7 @@ async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Pla
     plan = Plan()
     control = RunControl()
     async with AsyncExitStack() as stack:
-        transport = Transport(
-            timeout=config.timeout,
-            max_connections=config.concurrency,
-            max_body_bytes=config.max_body_bytes,
-        )
-        stack.push_async_callback(transport.aclose)
-        auth = auth_from_env(environ, region=config.region, transport=transport)
-        stack.push_async_callback(auth.aclose)
-        client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
+        client = await open_client(config, environ, stack)
         stats = RunStats()
         attempts = attempts_for(config, stats=stats, control=control)
         # names mode: the tag lists are read without manifests; only names are needed.

@@ -18,24 +18,21 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import AsyncExitStack, nullcontext
 from dataclasses import dataclass, field
 
 import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream
 
-from crawler.config import CrawlConfig, effective_endpoint
+from crawler.config import CrawlConfig
 from crawler.crawl.control import RunControl
 from crawler.crawl.discover import Discoverer, Found, Named, discover_or_stop, discoverer_for
 from crawler.crawl.intake import ListingError
 from crawler.errors import ConfigError
-from crawler.http.client import SwrClient
-from crawler.http.credentials import auth_from_env
-from crawler.http.endpoint import parse_endpoint
-from crawler.http.transport import Transport
 from crawler.output.target_list import TargetListWriter
 from crawler.run.attempts import attempts_for
+from crawler.run.client import open_client
 from crawler.run.stats import RunStats
 from crawler.targets import SeenSet
 
@@ -89,21 +86,11 @@ async def run_discover(
     """
     environ = os.environ if environ is None else environ
     started = anyio.current_time()
-    transport = Transport(
-        timeout=config.timeout,
-        max_connections=config.concurrency,
-        max_body_bytes=config.max_body_bytes,
-    )
-    try:
-        auth = auth_from_env(environ, region=config.region, transport=transport)
-    except BaseException:
-        await transport.aclose()
-        raise
     result = DiscoverResult()
     stats = RunStats()
     control = RunControl()
-    try:
-        client = SwrClient(parse_endpoint(effective_endpoint(config)), auth, transport)
+    async with AsyncExitStack() as stack:
+        client = await open_client(config, environ, stack)
         attempts = attempts_for(config, stats=stats, control=control)
         discoverer = discoverer_for(config, client, attempts, mode="names")
         try:
@@ -114,10 +101,6 @@ async def run_discover(
             await _walk(discoverer, writer, control, result, handle_signals)
             if result.stop_reason is None:
                 await anyio.to_thread.run_sync(writer.commit)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await auth.aclose()
-            await transport.aclose()
     result.requests = stats.requests
     result.elapsed_seconds = anyio.current_time() - started
     result.listing = discoverer.stats.as_dict()

@@ -37,10 +37,7 @@ from crawler.crawl.lister import Lister
 from crawler.crawl.planned import PlannedSource
 from crawler.crawl.pool import Crawler
 from crawler.errors import ConfigError
-from crawler.http.client import SwrClient
-from crawler.http.credentials import Auth, auth_from_env
-from crawler.http.endpoint import parse_endpoint
-from crawler.http.transport import Transport
+from crawler.http.credentials import Auth
 from crawler.output.compat import (
     check_compatible,
     check_layout,
@@ -54,6 +51,7 @@ from crawler.output.lock import RunLock
 from crawler.output.sink import OutputWriter
 from crawler.output.storage import is_object_store
 from crawler.run.attempts import attempts_for
+from crawler.run.client import open_client
 from crawler.run.progress import count_lines, show_progress, wanted
 from crawler.run.report import RunReport
 from crawler.run.stats import RunStats
@@ -168,16 +166,8 @@ async def _open_run(
         stack.callback(reader.close)
         items, interrupt = reader, reader.interrupt
     out_dir = Path(config.out)
-    transport = Transport(
-        timeout=config.timeout,
-        max_connections=config.concurrency,
-        max_body_bytes=config.max_body_bytes,
-    )
-    stack.push_async_callback(_shielded, transport.aclose)
-    auth = auth_from_env(
-        os.environ if environ is None else environ, region=config.region, transport=transport
-    )
-    stack.push_async_callback(_shielded, auth.aclose)
+    client = await open_client(config, os.environ if environ is None else environ, stack)
+    auth = client.auth
     layout, lock = _output(config, os.environ if environ is None else environ)
     try:
         if not is_object_store(config.out):
@@ -188,7 +178,6 @@ async def _open_run(
     stack.callback(lock.release)
     checkpoint, fingerprint = await _open_output(config, layout, targets_path)
     endpoint = effective_endpoint(config)
-    client = SwrClient(parse_endpoint(endpoint), auth, transport)
     run_id = new_run_id()
     stats = RunStats()
     writer = OutputWriter(
@@ -275,12 +264,6 @@ def _output(
 
 def _nothing() -> None:
     """Interrupting items given in memory: nothing to do."""
-
-
-async def _shielded(close: Any) -> None:
-    """Run an async clean-up even while the run is being cancelled."""
-    with anyio.CancelScope(shield=True):
-        await close()
 
 
 def _check_targets_readable(path: str | None) -> str:
