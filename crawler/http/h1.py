@@ -55,13 +55,14 @@ _MAX_CHUNK_LINE: Final = 1024
 _CRLF: Final = b"\r\n"
 _END_OF_HEAD: Final = b"\r\n\r\n"
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
-#: Header field lines after the status line: CRLF, a token, ":", a value without CR, LF or
-#: NUL. What :func:`_field` checks line by line, for a whole head in one match.
-_FIELD_LINES: Final = re.compile(rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*)*")
 #: The bytes of a header name (RFC 9110's token).
-_TOKEN: Final = frozenset(
+_TOKEN_BYTES: Final = (
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
+_TOKEN: Final = frozenset(_TOKEN_BYTES)
+#: Header field lines after the status line: CRLF, a token, ":", a value without CR, LF or
+#: NUL. What :func:`_field` checks line by line, for a whole head in one match.
+_FIELD_LINES: Final = re.compile(rb"(?:\r\n[" + re.escape(_TOKEN_BYTES) + rb"]+:[^\r\n\x00]*)*")
 #: The bytes a head or trailer line may not hold (but in the CRLF that ends it).
 _BREAKS: Final = b"\r\n\x00"
 _NO_BODY: Final = frozenset((204, 304))

@@ -276,18 +276,12 @@ class Transport:
         return None
 
     async def _connect(self, route: _Route) -> _Connection:
-        loop = asyncio.get_running_loop()
         proxy = route.proxy
-        if proxy is None:
-            tls = self._tls_context() if route.scheme == "https" else None
-            _, connection = await loop.create_connection(
-                _Connection, route.host, route.port, ssl=tls, server_hostname=_sni(route.host, tls)
-            )
-        else:
-            tls = self._tls_context() if proxy.scheme == "https" else None
-            _, connection = await loop.create_connection(
-                _Connection, proxy.host, proxy.port, ssl=tls, server_hostname=_sni(proxy.host, tls)
-            )
+        hop = proxy or route  # the first connection goes to the proxy, when there is one
+        tls = self._tls_context() if hop.scheme == "https" else None
+        _, connection = await asyncio.get_running_loop().create_connection(
+            _Connection, hop.host, hop.port, ssl=tls, server_hostname=hop.host if tls else None
+        )
         self._open.add(connection)
         try:
             if self._closed:  # aclose came while connecting: nothing goes out after it
@@ -313,9 +307,8 @@ class Transport:
         if not 200 <= reply.status < 300:
             raise ProtocolError(f"the proxy refused to open a tunnel: HTTP {reply.status}")
         assert connection.transport is not None
-        tls = self._tls_context()
         transport = await asyncio.get_running_loop().start_tls(
-            connection.transport, connection, tls, server_hostname=_sni(route.host, tls)
+            connection.transport, connection, self._tls_context(), server_hostname=route.host
         )
         connection.transport = cast(asyncio.Transport, transport)
 
@@ -406,10 +399,6 @@ def _split_origin(url: str) -> tuple[str, str]:
 
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _sni(host: str, tls: ssl.SSLContext | None) -> str | None:
-    return host if tls is not None else None
 
 
 def _kind_of(exc: BaseException) -> ErrorKind:
