@@ -11,7 +11,6 @@ import io
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 import click
 import pyarrow as pa
@@ -22,9 +21,9 @@ import pyarrow.parquet as pq
 from crawler.diff import CHANGE_KINDS, ERROR_COLUMNS, TAG_COLUMNS, Diff, Snapshot, compare, render
 from crawler.errors import ConfigError
 from crawler.output.dataset import partition_dir, split_snapshot_spec
-from crawler.output.objectstore import open_location
+from crawler.output.objectstore import open_location, write_whole
 from crawler.output.schema import ERRORS_SCHEMA, TAGS_SCHEMA
-from crawler.output.storage import is_object_store, write_atomic
+from crawler.output.storage import is_object_store
 
 EXIT_CHANGED = 1
 EXIT_USAGE = 2
@@ -73,13 +72,9 @@ def write_diff(diff: Diff, location: str, environ: Mapping[str, str]) -> list[st
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
         target = f"{path.rstrip('/')}/{name}.parquet"
-        if is_object_store(location):
-            # An object appears under its key only once its upload completes.
-            with fs.open_output_stream(target) as stream:
-                stream.write(sink.getvalue())
-        else:
+        if not is_object_store(location):
             os.makedirs(path, exist_ok=True)
-            write_atomic(Path(target), sink.getvalue())
+        write_whole(fs, target, sink.getvalue())
         written.append(target)
     return written
 

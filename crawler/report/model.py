@@ -6,6 +6,7 @@ reads no more than it needs, imports no Arrow compute).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -87,6 +88,11 @@ def schema_labels(counted: SchemaCounts) -> dict[str, int]:
         kind = _TAG_TYPES.get(tag_type, f"tag type {tag_type}")
         labels[f"schema {schema} {kind}"] = count
     return labels
+
+
+def largest_first(lines: Iterable[NamespaceLine]) -> list[NamespaceLine]:
+    """Namespace lines by bytes, largest first (then by name)."""
+    return sorted(lines, key=lambda line: (-line.bytes, line.namespace))
 
 
 def most_first(counted: Counter[str]) -> dict[str, int]:

@@ -19,7 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crawler.report.model import NamespaceLine, SchemaCounts, Summary, most_first, schema_labels
+from crawler.report.model import (
+    NamespaceLine,
+    SchemaCounts,
+    Summary,
+    largest_first,
+    most_first,
+    schema_labels,
+)
 from crawler.targets.dedup import SeenSet
 
 if TYPE_CHECKING:
@@ -43,25 +50,25 @@ def load_short_summary(out: Path, *, batch_rows: int = SHORT_BATCH_ROWS) -> Summ
     digests, repositories = SeenSet(expected), SeenSet()
     namespaces: dict[str, list[int]] = {}  # namespace -> [tags, repositories, bytes]
     schemas: SchemaCounts = Counter()
-    last = ("", None)  # rows come grouped by repository: its hash is looked up once a group
+    # Rows come grouped by repository: its namespace line and hash are looked up once a group.
+    last_namespace: str | None = None  # a tag row's namespace is never null
+    last_repository: str | None = None
+    line = [0, 0, 0]
     for columns in _read(tag_files, _TAG_COLUMNS, batch_rows):
         for namespace, repository, digest, schema, tag_type, size in zip(*columns, strict=True):
-            line = namespaces.get(namespace)
-            if line is None:
-                line = namespaces[namespace] = [0, 0, 0]
+            if repository != last_repository or namespace != last_namespace:
+                last_namespace, last_repository = namespace, repository
+                line = namespaces.setdefault(namespace, [0, 0, 0])
+                if repositories.add(f"{namespace}/{repository}"):
+                    line[1] += 1
             line[0] += 1
             if size is not None:
                 line[2] += size
-            if (namespace, repository) != last:
-                last = (namespace, repository)
-                if repositories.add(f"{namespace}/{repository}"):
-                    line[1] += 1
             if digest is not None and digests.add(digest):
                 summary.images += 1
             schemas[schema, tag_type] += 1
-    summary.namespaces = sorted(
-        (NamespaceLine(name, *counts) for name, counts in namespaces.items()),
-        key=lambda line: (-line.bytes, line.namespace),
+    summary.namespaces = largest_first(
+        NamespaceLine(name, *counts) for name, counts in namespaces.items()
     )
     summary.tags = sum(line.tags for line in summary.namespaces)
     summary.bytes = sum(line.bytes for line in summary.namespaces)

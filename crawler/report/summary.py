@@ -27,6 +27,7 @@ from crawler.report.model import (
     SchemaCounts,
     SharedDigest,
     Summary,
+    largest_first,
     most_first,
     schema_labels,
 )
@@ -146,7 +147,7 @@ def _namespaces(tags: pa.Table) -> list[NamespaceLine]:
         )
         for row in grouped.to_pylist()
     ]
-    return sorted(lines, key=lambda line: (-line.bytes, line.namespace))
+    return largest_first(lines)
 
 
 def _by_schema(tags: pa.Table) -> dict[str, int]:

@@ -32,7 +32,7 @@ from crawler.output.dataset import (
 )
 from crawler.output.layout import Layout, shard_suffix
 from crawler.output.lock import OutputLock
-from crawler.output.objectstore import open_location
+from crawler.output.objectstore import open_location, read_whole
 from crawler.output.storage import is_object_store
 from crawler.run.runner import RunResult, run_crawl
 from crawler.targets import InvalidTarget, Target
@@ -117,8 +117,10 @@ def _published(fs: pafs.FileSystem, root: str, day: date, mark: str) -> bool:
     for info in fs.get_file_info(selector):
         name = info.base_name.removesuffix(".json")
         shard = _SHARD_MARK.search(name)
-        if info.base_name.endswith(".json") and (shard[0] if shard else "") == mark:
-            with fs.open_input_stream(info.path) as stream:
-                if orjson.loads(stream.read()).get("complete") is True:
-                    return True
+        if (
+            info.base_name.endswith(".json")
+            and (shard[0] if shard else "") == mark
+            and orjson.loads(read_whole(fs, info.path)).get("complete") is True
+        ):
+            return True
     return False

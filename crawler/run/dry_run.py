@@ -54,14 +54,14 @@ def plan_targets(items: Iterable[Target | InvalidTarget], shard: tuple[int, int]
     """Count the targets of a file through the crawl's own intake. Pure (but for reading)."""
     plan = Plan()
     stats = RunStats()
-    for batch in Intake(items, stats, shard=shard).batches():
-        for item in batch:
-            if isinstance(item, InvalidTarget):
-                plan.invalid += 1
-                if len(plan.invalid_shown) < SHOWN_INVALID:
-                    plan.invalid_shown.append(item)
-            else:
-                plan.valid += 1
+    admit = Intake((), stats, shard=shard).admit
+    for item in filter(admit, items):
+        if isinstance(item, InvalidTarget):
+            plan.invalid += 1
+            if len(plan.invalid_shown) < SHOWN_INVALID:
+                plan.invalid_shown.append(item)
+        else:
+            plan.valid += 1
     return _not_admitted(plan, stats)
 
 
@@ -91,7 +91,7 @@ async def plan_discovery(config: CrawlConfig, environ: Mapping[str, str]) -> Pla
                 async for item in receive:
                     if isinstance(item, ListingError):
                         plan.listing_failures += 1
-                    elif admit(item.target if isinstance(item, Named) else item):
+                    elif isinstance(item, Named) and admit(item.target):  # names mode
                         plan.valid += 1
 
         async with anyio.create_task_group() as tg:
