@@ -73,9 +73,8 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def trusted_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """A server TLS context with a self-signed certificate for 127.0.0.1, which the
     transport trusts through SSL_CERT_FILE."""
-    from tests.test_hostile import self_signed_certificate
+    from tests.test_hostile import self_signed_context
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*self_signed_certificate(tmp_path))
+    context = self_signed_context(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
     return context

@@ -25,17 +25,14 @@ CAP = 1 << 20
 BODY = b'{"id": 1, "tag": "t", "manifest": "{}"}'
 
 
-def read(data: bytes, *, cap: int = CAP, keep: tuple[str, ...] = (), eof: bool = False) -> Reply:
-    """The reply to ``data`` fed whole (and the end of the connection after it, if ``eof``)."""
-    reader = AnswerReader(cap, keep)
-    reply = reader.feed(data)
-    if eof:
-        reply = reader.feed_eof()
+def read(data: bytes, *, keep: tuple[str, ...] = ()) -> Reply:
+    """The reply to ``data`` fed whole."""
+    reply = AnswerReader(CAP, keep).feed(data)
     assert reply is not None, "the answer was not complete"
     return reply
 
 
-def read_in_pieces(data: bytes, cuts: list[int], *, eof: bool = False) -> Reply | None:
+def read_in_pieces(data: bytes, cuts: list[int]) -> Reply | None:
     reader = AnswerReader(CAP, ("retry-after",))
     reply = None
     start = 0
@@ -43,8 +40,6 @@ def read_in_pieces(data: bytes, cuts: list[int], *, eof: bool = False) -> Reply 
         if cut > start:
             reply = reader.feed(data[start:cut]) or reply
             start = cut
-    if eof:
-        reply = reader.feed_eof()
     return reply
 
 

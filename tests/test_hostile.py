@@ -314,29 +314,16 @@ async def test_a_certificate_trusted_through_ssl_cert_file_verifies(
     assert outcome.tags.num_rows == 1
 
 
+@pytest.mark.usefixtures("no_proxy_env")
+@pytest.mark.parametrize("proxy_tls", [False, True], ids=["http-proxy", "https-proxy"])
 async def test_http_proxy_from_the_environment_is_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, proxy_tls: bool
 ) -> None:
-    """HTTP_PROXY carries every request, to an endpoint that does not even resolve."""
-    for name in ("no_proxy", "NO_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    async with running_hostile() as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        outcome = await crawl("http://swr-api.proxied.invalid", ["ns/repo:ok"], tmp_path / "out")
-    assert outcome.tags.num_rows == 1
-    assert proxy.seen_paths == ["/v2/manage/namespaces/ns/repos/repo/tags/ok"]
-
-
-async def test_an_http_endpoint_through_an_https_proxy_verifies_the_proxy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """HTTP_PROXY=https://...: the TLS to the proxy trusts SSL_CERT_FILE like an https
-    endpoint's does, for an endpoint that is itself plain http."""
-    for name in ("no_proxy", "NO_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    context = self_signed_context(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
-    async with running_hostile(tls=context) as proxy:
+    """HTTP_PROXY carries every request, to an endpoint that does not even resolve; an
+    https:// proxy is verified with the trust of SSL_CERT_FILE, as an https endpoint is,
+    although the endpoint itself is plain http."""
+    tls = request.getfixturevalue("trusted_tls") if proxy_tls else None
+    async with running_hostile(tls=tls) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         outcome = await crawl("http://swr-api.proxied.invalid", ["ns/repo:ok"], tmp_path / "out")
     assert outcome.errors.num_rows == 0, outcome.errors.column("error_msg").to_pylist()

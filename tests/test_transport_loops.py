@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import uvloop
 
 from crawler.http.transport import Transport
 from tests.hostile import TAG_BODY, running_hostile
-from tests.test_hostile import self_signed_certificate
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -38,15 +36,11 @@ async def fetch_all(tls: ssl.SSLContext | None) -> list[tuple[int, bytes]]:
 @pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_requests_succeed_on_either_loop(
-    loop: str, scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    loop: str, scheme: str, request: pytest.FixtureRequest
 ) -> None:
     """Each request gets its own whole answer on asyncio's loop and on uvloop's, over plain
     TCP and over TLS (a certificate trusted through SSL_CERT_FILE)."""
-    tls = None
-    if scheme == "https":
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(*self_signed_certificate(tmp_path))
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    tls = request.getfixturevalue("trusted_tls") if scheme == "https" else None
     with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
         answers = runner.run(fetch_all(tls))
     assert answers == [(200, TAG_BODY.encode())] * 6

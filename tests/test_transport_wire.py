@@ -245,9 +245,8 @@ async def test_a_keep_alive_closed_right_after_its_answer_fails_the_next_request
     transport: Transport,
 ) -> None:
     """The server closes right after an answer that said nothing of closing: the next
-    request, sent before that close is seen, is kind network (never silently resent; a
-    client that saw the close first could succeed instead), and the one after it succeeds
-    on a new connection."""
+    request, sent before that close is seen, is kind network (never silently resent), and
+    the one after it succeeds on a new connection."""
     routes = {"/q": Reply.of(answer(200, b"q"), then="close")}
     async with running_wire(routes) as wire:
         first = await get(transport, wire, "/q")

@@ -6,7 +6,6 @@ bytes must not break a row."""
 
 from __future__ import annotations
 
-import base64
 import ssl
 from pathlib import Path
 from urllib.parse import quote
@@ -17,7 +16,7 @@ import pytest
 from crawler.http.transport import Transport
 from tests.e2e_helpers import crawl
 from tests.test_hostile import artefacts, assert_absent, crawl_logged
-from tests.wire import Received, Reply, answer, running_proxy, running_wire
+from tests.wire import Received, Reply, answer, basic, running_proxy, running_wire
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_proxy_env")]
 
@@ -27,11 +26,6 @@ USER = "crawler"
 PASSWORD = "pr0xy S3cret/w@rd%41"
 TAGS = ["ns/repo:t1", "ns/repo:t2"]
 TAG = Reply.of(answer(200, b'{"id": 1, "tag": "t"}', [("Content-Type", "application/json")]))
-
-
-def basic(user: str, password: str) -> str:
-    """The ``Proxy-Authorization`` value for ``user`` and ``password``."""
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def proxy_url(proxy: str, password: str) -> str:

@@ -286,8 +286,7 @@ class Proxy:
     def authorised(self, request: Received) -> bool:
         if self.credentials is None:
             return True
-        token = base64.b64encode(":".join(self.credentials).encode()).decode()
-        return request.values("Proxy-Authorization") == [f"Basic {token}"]
+        return request.values("Proxy-Authorization") == [basic(*self.credentials)]
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -371,3 +370,8 @@ async def running_proxy(
 
 #: Headers a proxy consumes rather than passes on.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authorization", "proxy-connection"})
+
+
+def basic(user: str, password: str) -> str:
+    """The ``Proxy-Authorization`` value for ``user`` and ``password``."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
