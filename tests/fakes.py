@@ -60,8 +60,5 @@ async def sandbox_client(
     url: str, token: str, *, max_connections: int = 4
 ) -> AsyncIterator[SwrClient]:
     """A real client of the sandbox at ``url``; its connections closed at the end."""
-    transport = Transport(timeout=5, max_connections=max_connections)
-    try:
+    async with Transport(timeout=5, max_connections=max_connections) as transport:
         yield SwrClient(parse_endpoint(url), StaticToken(token), transport)
-    finally:
-        await transport.aclose()

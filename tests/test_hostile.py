@@ -195,19 +195,18 @@ async def test_oversized_answers_are_error_rows(tmp_path: Path) -> None:
 async def test_an_unannounced_answer_that_came_whole_is_held_to_the_cap(cap: int) -> None:
     """A chunked answer read at once (no Content-Length to refuse it by) is too_large one
     byte over the cap, and whole at the cap."""
-    async with running_hostile() as server:
-        transport = Transport(timeout=5, max_connections=1, max_body_bytes=cap)
-        try:
-            url = f"{server.url}/v2/manage/namespaces/ns/repos/repo/tags/chunked"
-            if cap < len(TAG_BODY):
-                with pytest.raises(TransportError) as raised:
-                    await transport.request("GET", url, headers={})
-                assert raised.value.kind is ErrorKind.TOO_LARGE
-            else:
-                answer = await transport.request("GET", url, headers={})
-                assert (answer.status, answer.body) == (200, TAG_BODY.encode())
-        finally:
-            await transport.aclose()
+    async with (
+        running_hostile() as server,
+        Transport(timeout=5, max_connections=1, max_body_bytes=cap) as transport,
+    ):
+        url = f"{server.url}/v2/manage/namespaces/ns/repos/repo/tags/chunked"
+        if cap < len(TAG_BODY):
+            with pytest.raises(TransportError) as raised:
+                await transport.request("GET", url, headers={})
+            assert raised.value.kind is ErrorKind.TOO_LARGE
+        else:
+            answer = await transport.request("GET", url, headers={})
+            assert (answer.status, answer.body) == (200, TAG_BODY.encode())
 
 
 async def test_a_huge_error_message_is_cut(tmp_path: Path) -> None:

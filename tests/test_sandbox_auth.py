@@ -23,13 +23,9 @@ QUERY = [("filter", "namespace::ns0|name::a b"), ("limit", "5")]
 async def list_status() -> int:
     """The status of one AK/SK-signed list request to a sandbox that knows the key."""
     config = SandboxConfig(seed=1, namespaces=1, credentials={AK: SK})
-    async with running_sandbox(config) as sb:
-        transport = Transport(timeout=5, max_connections=2)
-        try:
-            client = SwrClient(parse_endpoint(sb.url), AkSkSigner(AK, SK), transport)
-            response = await client.get("/v2/manage/repos", QUERY)
-        finally:
-            await transport.aclose()
+    async with running_sandbox(config) as sb, Transport(timeout=5, max_connections=2) as transport:
+        client = SwrClient(parse_endpoint(sb.url), AkSkSigner(AK, SK), transport)
+        response = await client.get("/v2/manage/repos", QUERY)
     return response.status
 
 

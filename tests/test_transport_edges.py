@@ -63,12 +63,9 @@ async def raw_server(handle: Handler) -> AsyncIterator[str]:
 
 async def refused(url: str, scrubber: Scrubber | None = None) -> TransportError:
     """The ``TransportError`` a ``GET`` of ``url`` raises on a transport of its own."""
-    transport = Transport(timeout=2, max_connections=1, scrubber=scrubber)
-    try:
+    async with Transport(timeout=2, max_connections=1, scrubber=scrubber) as transport:
         with anyio.fail_after(GUARD), pytest.raises(TransportError) as raised:
             await transport.request("GET", url, headers={})
-    finally:
-        await transport.aclose()
     return raised.value
 
 

@@ -33,11 +33,8 @@ GUARD = 5.0
 @pytest.fixture
 async def transport() -> AsyncIterator[Transport]:
     """A transport with a 2 s timeout, at most 4 connections and a body cap of ``CAP``."""
-    transport = Transport(timeout=2, max_connections=4, max_body_bytes=CAP)
-    try:
+    async with Transport(timeout=2, max_connections=4, max_body_bytes=CAP) as transport:
         yield transport
-    finally:
-        await transport.aclose()
 
 
 async def get(
@@ -584,12 +581,11 @@ async def test_a_gzip_body_inflating_over_the_cap_is_too_large(transport: Transp
 
 async def short_timeout_error(reply: Reply) -> TransportError:
     """The error of a ``GET`` answered with ``reply``, on a transport timing out at 0.3 s."""
-    transport = Transport(timeout=0.3, max_connections=1, max_body_bytes=CAP)
-    try:
-        async with running_wire({"/slow": reply}) as wire:
-            return await refused(transport, wire, "/slow")
-    finally:
-        await transport.aclose()
+    async with (
+        Transport(timeout=0.3, max_connections=1, max_body_bytes=CAP) as transport,
+        running_wire({"/slow": reply}) as wire,
+    ):
+        return await refused(transport, wire, "/slow")
 
 
 async def test_an_answer_stalling_after_its_headers_times_out() -> None:
@@ -678,13 +674,12 @@ async def test_a_tls_handshake_the_server_breaks_is_a_network_error(
 async def test_a_tls_handshake_the_server_never_finishes_times_out() -> None:
     """https to a server that accepts and then says nothing: kind timeout, the handshake
     being part of the exchange the timeout bounds."""
-    transport = Transport(timeout=0.3, max_connections=1, max_body_bytes=CAP)
-    try:
-        async with running_wire(on_accept=STALL) as wire:
-            with pytest.raises(TransportError) as raised, anyio.fail_after(GUARD):
-                await transport.request("GET", wire.url.replace("http:", "https:"), headers={})
-    finally:
-        await transport.aclose()
+    async with (
+        Transport(timeout=0.3, max_connections=1, max_body_bytes=CAP) as transport,
+        running_wire(on_accept=STALL) as wire,
+    ):
+        with pytest.raises(TransportError) as raised, anyio.fail_after(GUARD):
+            await transport.request("GET", wire.url.replace("http:", "https:"), headers={})
     assert raised.value.kind is ErrorKind.TIMEOUT
 
 
@@ -818,3 +813,13 @@ async def test_a_cancelled_request_leaves_the_transport_usable(slow: Reply) -> N
         await transport.aclose()
     assert (got.status, got.body) == (200, b"fast")
     assert [r.path for r in wire.received] == ["/slow", "/fast"]
+
+
+async def test_leaving_async_with_closes_the_transport() -> None:
+    """``async with Transport(...)`` closes it on the way out: no request is taken after."""
+    async with running_wire({"/a": Reply.of(answer(200, b"a"))}) as wire:
+        async with Transport(timeout=GUARD, max_connections=1) as transport:
+            assert (await get(transport, wire, "/a")).body == b"a"
+        assert transport.closed
+        with pytest.raises(RuntimeError, match="closed"):
+            await transport.request("GET", f"{wire.url}/a", headers={})

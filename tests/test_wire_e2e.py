@@ -97,14 +97,11 @@ async def test_a_plain_http_endpoint_through_the_proxy_is_asked_in_absolute_form
         running_proxy((USER, PASSWORD)) as proxy,
     ):
         monkeypatch.setenv("HTTP_PROXY", proxy_url(proxy.url, PASSWORD))
-        transport = Transport(timeout=2, max_connections=2)
-        try:
+        async with Transport(timeout=2, max_connections=2) as transport:
             with anyio.fail_after(5):
                 got = await transport.request(
                     "GET", f"{server.url}/v2/p", headers={}, query=[("q", "a b")]
                 )
-        finally:
-            await transport.aclose()
     assert (got.status, got.body) == (200, b"via proxy")
     ((method, target, query, credentials),) = [
         (r.method, r.target, r.query, r.values("Proxy-Authorization")) for r in proxy.seen
@@ -148,15 +145,12 @@ async def test_an_https_endpoint_through_an_https_proxy_is_tls_inside_tls(
         running_proxy((USER, PASSWORD), tls=trusted_tls) as proxy,
     ):
         monkeypatch.setenv("HTTPS_PROXY", proxy_url(proxy.url, PASSWORD))
-        transport = Transport(timeout=2, max_connections=2)
-        try:
+        async with Transport(timeout=2, max_connections=2) as transport:
             with anyio.fail_after(5):
                 bodies = [
                     (await transport.request("GET", f"{server.url}/v2/p", headers={})).body
                     for _ in range(2)
                 ]
-        finally:
-            await transport.aclose()
     assert bodies == [b"inner", b"inner"]
     ((method, target, credentials),) = [
         (r.method, r.target, r.values("Proxy-Authorization")) for r in proxy.seen

@@ -379,8 +379,14 @@ class Transport:
         """Whether :meth:`aclose` was called."""
         return self._closed
 
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
-        """Close every connection."""
+        """Close every connection (``async with Transport(...)`` does it on leaving)."""
         self._closed = True
         for connection in self._open:
             connection.close()
